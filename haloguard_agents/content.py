@@ -1,0 +1,171 @@
+"""What is scored and where it came from.
+
+Everything that crosses an agent boundary becomes a ``Content``: its surface, its text and
+where it came from. Tool calls render to one canonical text (tool name, then flattened
+arguments with sorted keys) so nested, non-string and encoded arguments are all scored.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Surface(StrEnum):
+    USER_INPUT = "user_input"
+    MODEL_OUTPUT = "model_output"
+    TOOL_CALL = "tool_call"
+    TOOL_RESULT = "tool_result"
+    RETRIEVED_DOCUMENT = "retrieved_document"
+
+
+MAX_DEPTH = 12
+"""Nesting below this depth is summarised, not walked (guards against pathological inputs)."""
+
+# Zero-width, soft hyphen, bidi embeddings/overrides/isolates, BOM, invisible math operators.
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]"
+)
+# C0/C1 controls except tab, newline and carriage return.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_BASE64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
+
+
+def to_text(value: Any) -> str:
+    """Any payload as text: bytes decoded leniently, structures as sorted JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", errors="replace")
+    if value is None:
+        return ""
+    if isinstance(value, (Mapping, list, tuple)):
+        return "\n".join(f"{k}: {v}" for k, v in flatten(value))
+    return str(value)
+
+
+def normalize(text: str) -> str:
+    """NFKC, invisible and bidi control characters removed, other controls turned into spaces.
+
+    Homoglyph tricks that NFKC folds (full-width, ligatures, mathematical letters) are undone;
+    zero-width joiners splitting a word ("ig\u200bnore") no longer split it.
+    """
+    text = unicodedata.normalize("NFKC", text)
+    text = _INVISIBLE.sub("", text)
+    return _CONTROL.sub(" ", text)
+
+
+def decoded_views(text: str, limit: int = 8) -> list[str]:
+    """Printable text hidden in base64 runs of ``text`` (the first ``limit`` of them)."""
+    views = []
+    for match in _BASE64.finditer(text):
+        blob = match.group(0)
+        try:
+            raw = base64.b64decode(blob + "=" * (-len(blob) % 4), altchars=b"-_" if "-" in blob or "_" in blob else None)
+            decoded = raw.decode("utf-8")
+        except (binascii.Error, ValueError):
+            continue
+        if len(decoded) >= 8 and sum(c.isprintable() or c.isspace() for c in decoded) >= 0.95 * len(decoded):
+            views.append(decoded)
+            if len(views) >= limit:
+                break
+    return views
+
+
+def flatten(value: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, str]]:
+    """Leaves of a nested structure as (dotted.path[index], text) pairs, keys sorted.
+
+    Strings holding JSON objects or arrays are parsed and walked too, so an argument like
+    ``'{"cmd": "rm -rf /"}'`` is scored as what it contains.
+    """
+    if depth > MAX_DEPTH:
+        return [(prefix, "<nested too deep: not expanded>")]
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped[:1] in "{[" and len(stripped) < 1_000_000:
+            try:
+                parsed = json.loads(stripped)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, (dict, list)):
+                return flatten(parsed, prefix, depth + 1)
+        return [(prefix, value)]
+    if isinstance(value, Mapping):
+        out: list[tuple[str, str]] = []
+        for key in sorted(value, key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            out.extend(flatten(value[key], path, depth + 1))
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        out = []
+        for i, item in enumerate(items):
+            out.extend(flatten(item, f"{prefix}[{i}]", depth + 1))
+        return out
+    if isinstance(value, float) and value != value:
+        return [(prefix, "NaN")]
+    if isinstance(value, bool) or value is None:
+        return [(prefix, json.dumps(value))]
+    return [(prefix, to_text(value))]
+
+
+def render_tool_call(name: str, args: Any) -> str:
+    """The canonical text of a tool call: ``tool: NAME`` then one ``args.path: value`` line per leaf."""
+    if not isinstance(args, (Mapping, list, tuple)):
+        args = {"input": args}
+    lines = [f"tool: {name}"]
+    lines += [f"args.{path}: {text}" if not path.startswith("[") else f"args{path}: {text}"
+              for path, text in flatten(args)]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """One thing to score: the text, the surface it crossed, and where it came from.
+
+    ``source`` names the origin (a tool name, a document id, a URL); ``meta`` carries anything
+    an integration wants to see again in the decision record.
+    """
+
+    surface: Surface
+    text: str
+    source: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "surface", Surface(self.surface))
+        if not isinstance(self.text, str):
+            object.__setattr__(self, "text", to_text(self.text))
+
+    @classmethod
+    def tool_call(cls, name: str, args: Any, *, source: str | None = None,
+                  meta: Mapping[str, Any] | None = None) -> Content:
+        """A tool call as canonical text; ``meta`` keeps ``tool`` and ``args`` for the rules."""
+        return cls(Surface.TOOL_CALL, render_tool_call(name, args), source=source or name,
+                   meta={**(meta or {}), "tool": name, "args": args})
+
+    @property
+    def scored_text(self) -> str:
+        """What the guard sees: normalized text plus decoded views of encoded payloads."""
+        text = normalize(self.text)
+        views = decoded_views(text)
+        if views:
+            text += "".join(f"\n[decoded base64]: {normalize(v)}" for v in views)
+        return text
+
+    @property
+    def key(self) -> str:
+        """Content hash (surface + scored text): the cache and exactly-once key."""
+        h = hashlib.sha256(self.surface.value.encode())
+        h.update(b"\0")
+        h.update(self.scored_text.encode("utf-8", errors="surrogatepass"))
+        return h.hexdigest()

@@ -1,0 +1,253 @@
+"""Local transformers checkpoints: generative guards and sequence classifiers.
+
+Long text is split into overlapping token windows; every window is scored and the verdict is
+the worst window, with its character span. Rows are run in length-sorted sub-batches so a long
+document costs memory in proportion to ``batch_size``, not to its length.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..content import Content, Surface
+from ..errors import ModelLoadError
+from ..policies import Constitution, load_constitution
+from ..verdict import Verdict
+from .base import LocalGuard
+from .formats import haloguard
+
+SAFE_LABELS = {"safe", "benign", "label_0", "negative", "ok"}
+LABEL_ALIASES = {"injection": "prompt_injection", "jailbreak": "jailbreak", "malicious": "prompt_injection"}
+
+
+@dataclass(frozen=True)
+class Window:
+    owner: int
+    start: int
+    end: int
+    text: str
+
+
+def split_windows(tokenizer, texts: Sequence[str], size: int, overlap: int) -> list[Window]:
+    """Token windows of ``size`` tokens overlapping by ``overlap``, as character spans."""
+    if overlap >= size:
+        raise ValueError("window overlap must be smaller than the window size")
+    stride = size - overlap
+    windows: list[Window] = []
+    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    for i, (text, offsets) in enumerate(zip(texts, enc["offset_mapping"])):
+        n = len(offsets)
+        if n <= size:
+            windows.append(Window(i, 0, len(text), text))
+            continue
+        for first in range(0, n - overlap, stride):
+            last = min(first + size, n) - 1
+            start = 0 if first == 0 else offsets[first][0]
+            end = len(text) if last == n - 1 else offsets[last][1]
+            windows.append(Window(i, start, end, text[start:end]))
+            if last == n - 1:
+                break
+    return windows
+
+
+def pick_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return getattr(torch, dtype)
+    except AttributeError:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
+
+
+class TransformersGuard(LocalGuard):
+    """Shared machinery: windows, sub-batches, worst-window reduction."""
+
+    def __init__(self, model, tokenizer, *, model_id: str, window_tokens: int, window_overlap: int,
+                 batch_size: int, constitution: Constitution | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.window_tokens = window_tokens
+        self.window_overlap = window_overlap
+        self.batch_size = batch_size
+        self.constitution = constitution or load_constitution()
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        super().__init__()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _score_texts(self, contents: list[Content]) -> list[Verdict]:
+        texts = [c.scored_text for c in contents]
+        windows = split_windows(self.tokenizer, texts, self.window_tokens, self.window_overlap)
+        scores = self._score_windows(windows, [contents[w.owner].surface for w in windows])
+        counts = [0] * len(contents)
+        best: list[tuple[float, dict[str, float], Window] | None] = [None] * len(contents)
+        for window, (unsafe, policies) in zip(windows, scores):
+            counts[window.owner] += 1
+            current = best[window.owner]
+            if current is None or unsafe > current[0]:
+                best[window.owner] = (unsafe, policies, window)
+        verdicts = []
+        for (unsafe, policies, window), n in zip(best, counts):
+            span = None if n == 1 else (window.start, window.end)
+            verdicts.append(Verdict(unsafe=_clip(unsafe), policies={k: _clip(v) for k, v in policies.items()},
+                                    span=span, windows=n))
+        return verdicts
+
+    def _score_windows(self, windows: list[Window], surfaces: list[Surface]) -> list[tuple[float, dict[str, float]]]:
+        raise NotImplementedError
+
+    def _batches(self, n: int, lengths: Sequence[int]):
+        order = sorted(range(n), key=lambda i: lengths[i])
+        for i in range(0, n, self.batch_size):
+            yield order[i:i + self.batch_size]
+
+    @torch.inference_mode()
+    def _last_logits(self, texts: list[str]) -> torch.Tensor:
+        """Logits at the last real position of each text, whichever side the tokenizer pads."""
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        mask = enc["attention_mask"].to(self.device)
+        logits = self.model(input_ids=enc["input_ids"].to(self.device), attention_mask=mask).logits
+        last = mask.shape[1] - 1 - mask.flip(1).argmax(dim=1)
+        return logits[torch.arange(len(texts), device=self.device), last]
+
+
+def _clip(x: float) -> float:
+    return 0.0 if math.isnan(x) else min(1.0, max(0.0, float(x)))
+
+
+class GenerativeGuard(TransformersGuard):
+    """A causal LM prompted in HaloGuard's format; probabilities from label-token logits."""
+
+    def __init__(self, model, tokenizer, *, policies: Sequence[str] | None = None,
+                 policy_floor: float = 0.05, **kw):
+        super().__init__(model, tokenizer, **kw)
+        self.policies = self.constitution.select(policies)
+        self.policy_floor = policy_floor
+        self.safe_id = self._first_token(haloguard.SAFE)
+        self.unsafe_id = self._first_token(haloguard.UNSAFE)
+        if self.safe_id == self.unsafe_id:
+            raise ModelLoadError(
+                f"{self.model_id}: the labels 'safe' and 'unsafe' start with the same token; "
+                "this checkpoint does not use HaloGuard's answer format"
+            )
+        self._policy_ids = [self.tokenizer.encode(p.id, add_special_tokens=False) for p in self.policies]
+
+    def _first_token(self, word: str) -> int:
+        ids = self.tokenizer.encode(word, add_special_tokens=False)
+        if not ids:
+            raise ModelLoadError(f"{self.model_id}: the tokenizer cannot encode the label {word!r}")
+        return ids[0]
+
+    def prompt(self, text: str, surface: Surface) -> str:
+        msgs = haloguard.messages(text, surface, self.policies)
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(
+                msgs, tokenize=False, add_generation_prompt=True, enable_thinking=False
+            )
+        return f"{msgs[0]['content']}\n\nAnswer: "
+
+    def _score_windows(self, windows, surfaces):
+        prompts = [self.prompt(w.text, s) for w, s in zip(windows, surfaces)]
+        unsafe = [0.0] * len(prompts)
+        for idx in self._batches(len(prompts), [len(p) for p in prompts]):
+            final = self._last_logits([prompts[i] for i in idx])
+            pair = torch.stack([final[:, self.safe_id], final[:, self.unsafe_id]], dim=1).float()
+            for i, p in zip(idx, torch.softmax(pair, dim=1)[:, 1].tolist()):
+                unsafe[i] = p
+        return [(u, self._policy_scores(p, u) if u >= self.policy_floor else {})
+                for p, u in zip(prompts, unsafe)]
+
+    @torch.inference_mode()
+    def _policy_scores(self, prompt: str, unsafe: float) -> dict[str, float]:
+        """Teacher-force ``unsafe\\n`` and score each policy id as the first one listed.
+
+        The top policy carries the overall probability; the others are scaled by their
+        likelihood relative to it, so per-policy thresholds compare like with like.
+        """
+        prefix = self.tokenizer.encode(prompt + haloguard.POLICY_PREFIX, add_special_tokens=False)
+        logprobs: list[float] = []
+        rows = [prefix + ids for ids in self._policy_ids]
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start:start + self.batch_size]
+            width = max(map(len, chunk))
+            pad = self.tokenizer.pad_token_id
+            ids = torch.tensor([r + [pad] * (width - len(r)) for r in chunk], device=self.device)
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in chunk], device=self.device)
+            logp = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+            for row, r in enumerate(chunk):
+                targets = r[len(prefix):]
+                positions = torch.arange(len(prefix) - 1, len(r) - 1, device=self.device)
+                logprobs.append(logp[row, positions, torch.tensor(targets, device=self.device)].sum().item())
+        top = max(logprobs)
+        return {p.id: unsafe * math.exp(lp - top) for p, lp in zip(self.policies, logprobs)}
+
+
+class ClassifierGuard(TransformersGuard):
+    """A sequence classifier: multi-label (sigmoid) over policies, or single-label (softmax).
+
+    If the config sets ``haloguard_surface_prefix`` (a format string with ``{surface}``), the
+    surface is prepended to the text so the model can condition on where it came from.
+    """
+
+    def __init__(self, model, tokenizer, **kw):
+        super().__init__(model, tokenizer, **kw)
+        config = model.config
+        self.labels = [str(config.id2label[i]).lower() for i in range(config.num_labels)]
+        self.multi_label = config.problem_type == "multi_label_classification"
+        self.surface_prefix = getattr(config, "haloguard_surface_prefix", None)
+        if not self.multi_label and not any(lbl in SAFE_LABELS for lbl in self.labels):
+            raise ModelLoadError(
+                f"{self.model_id}: a single-label classifier needs a safe label (one of "
+                f"{sorted(SAFE_LABELS)}) in config.id2label, found {self.labels}"
+            )
+        self.policy_labels = {
+            i: LABEL_ALIASES.get(lbl, lbl) for i, lbl in enumerate(self.labels)
+            if lbl not in SAFE_LABELS and lbl != "unsafe"
+        }
+
+    def _text(self, window: Window, surface: Surface) -> str:
+        return self.surface_prefix.format(surface=surface.value) + window.text if self.surface_prefix else window.text
+
+    def _score_windows(self, windows, surfaces):
+        texts = [self._text(w, s) for w, s in zip(windows, surfaces)]
+        out: list[tuple[float, dict[str, float]]] = [(0.0, {})] * len(texts)
+        for idx in self._batches(len(texts), [len(t) for t in texts]):
+            enc = self.tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
+                                 max_length=self.window_tokens + 16)
+            enc = {k: v.to(self.device) for k, v in enc.items()}
+            with torch.inference_mode():
+                logits = self.model(**enc).logits.float()
+            probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+            for i, row in zip(idx, probs.tolist()):
+                out[i] = self._read(row)
+        return out
+
+    def _read(self, row: list[float]) -> tuple[float, dict[str, float]]:
+        policies = {name: row[i] for i, name in self.policy_labels.items()}
+        if "unsafe" in self.labels:
+            overall = row[self.labels.index("unsafe")]
+        elif self.multi_label:
+            overall = max(policies.values(), default=0.0)
+        else:
+            overall = 1.0 - sum(row[i] for i, lbl in enumerate(self.labels) if lbl in SAFE_LABELS)
+        return overall, policies
