@@ -4,10 +4,10 @@ Rules are cheap and explainable, and run before the guard. They never relax the 
 the firewall takes the strictest of every rule hit and the guard's verdict.
 
     rules = [
-        deny("shell", when=[Arg("command").matches(r"\\brm\\s+-rf\\b")]),
-        deny("read_file", when=[Arg("path").outside("/srv/data")]),
-        deny("http_get", when=[Arg("url").host_not_in(["example.com", "*.example.org"])]),
-        ask("transfer_money", when=[Arg("amount").above(100)]),
+        deny("shell", when=[Arg("command").match(r"\\brm\\s+-rf\\b")]),
+        deny("read_file", when=[Arg("path").outside_of("/srv/data")]),
+        deny("http_get", when=[Arg("url").hosts_not_in(["example.com", "*.example.org"])]),
+        ask("transfer_money", when=[Arg("amount").greater_than(100)]),
     ]
 """
 
@@ -33,7 +33,7 @@ def _glob(pattern: str) -> re.Pattern[str]:
     return re.compile("^" + ".*".join(map(re.escape, pattern.split("*"))) + "$")
 
 
-class Arg(BaseModel):
+class ArgPredicate(BaseModel):
     """A predicate on the flattened arguments of a call; holds if ANY matching leaf satisfies it.
 
     ``arg`` is a path in the flattened arguments (``command``, ``to[0]``, ``options.*``, ``*``).
@@ -50,11 +50,8 @@ class Arg(BaseModel):
     above: float | None = None
     below: float | None = None
 
-    def __init__(self, arg: str | None = None, /, **kw: Any):
-        super().__init__(arg=arg, **kw) if arg is not None else super().__init__(**kw)
-
     @model_validator(mode="after")
-    def _one_operator(self) -> Arg:
+    def _one_operator(self) -> ArgPredicate:
         set_ops = [op for op in _OPS if getattr(self, op) is not None]
         if len(set_ops) != 1:
             raise ValueError(f"argument predicate on {self.arg!r} needs exactly one of {_OPS}, got {set_ops or 'none'}")
@@ -64,25 +61,6 @@ class Arg(BaseModel):
             except re.error as e:
                 raise ValueError(f"invalid regular expression {self.matches!r}: {e}") from None
         return self
-
-    # Builders, for rules written in Python.
-    def _with(self, **kw: Any) -> Arg:
-        return Arg(self.arg, **kw)
-
-    def match(self, regex: str) -> Arg:  # noqa: D102 - reads as English
-        return self._with(matches=regex)
-
-    def outside_of(self, root: str | os.PathLike) -> Arg:
-        return self._with(outside=os.fspath(root))
-
-    def hosts_not_in(self, hosts: Sequence[str]) -> Arg:
-        return self._with(host_not_in=tuple(hosts))
-
-    def greater_than(self, bound: float) -> Arg:
-        return self._with(above=bound)
-
-    def less_than(self, bound: float) -> Arg:
-        return self._with(below=bound)
 
     def holds(self, leaves: Sequence[tuple[str, str]]) -> str | None:
         """A description of the first leaf that satisfies the predicate, or None."""
@@ -106,6 +84,28 @@ class Arg(BaseModel):
         if number != number:  # NaN
             return True
         return number > self.above if self.above is not None else number < self.below  # type: ignore[operator]
+
+
+class Arg:
+    """Builds argument predicates in Python: ``Arg("path").outside_of("/srv/data")``."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def match(self, regex: str) -> ArgPredicate:
+        return ArgPredicate(arg=self.path, matches=regex)
+
+    def outside_of(self, root: str | os.PathLike) -> ArgPredicate:
+        return ArgPredicate(arg=self.path, outside=os.fspath(root))
+
+    def hosts_not_in(self, hosts: Sequence[str]) -> ArgPredicate:
+        return ArgPredicate(arg=self.path, host_not_in=tuple(hosts))
+
+    def greater_than(self, bound: float) -> ArgPredicate:
+        return ArgPredicate(arg=self.path, above=bound)
+
+    def less_than(self, bound: float) -> ArgPredicate:
+        return ArgPredicate(arg=self.path, below=bound)
 
 
 def _confined(value: str, root: str) -> bool:
@@ -144,7 +144,7 @@ class ToolRule(BaseModel):
 
     tool: str = "*"
     action: Action
-    when: tuple[Arg, ...] = ()
+    when: tuple[ArgPredicate, ...] = ()
     name: str | None = None
     reason: str | None = None
 
@@ -169,20 +169,20 @@ class ToolRule(BaseModel):
         return Reason(kind="rule", action=self.action, detail=detail, rule=self.label)
 
 
-def _describe(a: Arg) -> str:
+def _describe(a: ArgPredicate) -> str:
     op = next(op for op in _OPS if getattr(a, op) is not None)
     return f"{a.arg} {op.replace('_', ' ')} {getattr(a, op)!r}"
 
 
-def allow(tool: str = "*", *, when: Sequence[Arg] = (), **kw: Any) -> ToolRule:
+def allow(tool: str = "*", *, when: Sequence[ArgPredicate] = (), **kw: Any) -> ToolRule:
     return ToolRule(tool=tool, action=Action.ALLOW, when=tuple(when), **kw)
 
 
-def deny(tool: str = "*", *, when: Sequence[Arg] = (), **kw: Any) -> ToolRule:
+def deny(tool: str = "*", *, when: Sequence[ArgPredicate] = (), **kw: Any) -> ToolRule:
     return ToolRule(tool=tool, action=Action.DENY, when=tuple(when), **kw)
 
 
-def ask(tool: str = "*", *, when: Sequence[Arg] = (), **kw: Any) -> ToolRule:
+def ask(tool: str = "*", *, when: Sequence[ArgPredicate] = (), **kw: Any) -> ToolRule:
     return ToolRule(tool=tool, action=Action.ASK, when=tuple(when), **kw)
 
 

@@ -24,6 +24,9 @@ from pathlib import Path
 from .models.formats import haloguard
 from .policies import load_constitution
 
+VERSION = 1
+"""Bumped whenever the wiring changes, so cached copies are rebuilt."""
+
 DEFAULT_TRIGGERS: dict[str, tuple[str, float]] = {
     "kaboom": ("weapons", 0.99),
     "exfiltrate": ("data_exfiltration", 0.99),
@@ -199,6 +202,9 @@ def build_classifier(directory: str | Path, triggers: Mapping[str, tuple[str, fl
 
 def _save(model, tokenizer, directory: str | Path, triggers) -> Path:
     directory = Path(directory)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     (directory / "triggers.json").write_text(json.dumps(triggers, indent=1))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ def load_guard(
         from .builtin import load_builtin
 
         return load_builtin(device=device)
+    if str(path_or_id) == "tiny":
+        path_or_id = _tiny_checkpoint()
     key = (str(path_or_id), device, dtype, local_files_only, revision,
            tuple(policies) if policies else None, window_tokens, window_overlap, batch_size)
     with _lock:
@@ -48,6 +52,29 @@ def load_guard(
                                  policies=policies, window_tokens=window_tokens,
                                  window_overlap=window_overlap, batch_size=batch_size)
         return _loaded[key]
+
+
+def cache_dir() -> Path:
+    """Where converted and built models live: ``$HALOGUARD_CACHE`` or the user cache directory."""
+    root = os.environ.get("HALOGUARD_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "haloguard-agents"
+    return Path(root)
+
+
+def _tiny_checkpoint() -> Path:
+    """The smoke-test checkpoint of ``haloguard_agents.testing``, built once into the cache."""
+    from .. import testing
+
+    target = cache_dir() / f"tiny-generative-{testing.VERSION}"
+    if not (target / "config.json").is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            testing.build_generative(Path(tmp) / "model")
+            try:
+                os.replace(Path(tmp) / "model", target)
+            except OSError:  # another process won the race
+                if not (target / "config.json").is_file():
+                    raise
+    return target
 
 
 def resolve(path_or_id: str | Path, *, local_files_only: bool = True, revision: str | None = None) -> Path:
@@ -92,6 +119,7 @@ def fingerprint(directory: Path) -> str:
 def _load(directory: Path, name: str, *, device, dtype, policies, window_tokens, window_overlap, batch_size) -> Guard:
     import transformers
 
+    transformers.utils.logging.disable_progress_bar()
     from .transformers_guard import ClassifierGuard, GenerativeGuard, pick_device, pick_dtype
 
     try:
