@@ -73,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     scoring(p)
     p.set_defaults(run=_scan)
+
+    from .eval.cli import add_eval_command
+
+    add_eval_command(sub)
+    from .demo import add_demo_command
+
+    add_demo_command(sub)
     return parser
 
 

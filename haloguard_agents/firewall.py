@@ -52,6 +52,13 @@ class Firewall:
     def model_id(self) -> str | None:
         return getattr(self.guard, "model_id", None)
 
+    def threshold(self, surface: Surface) -> float:
+        """The surface's threshold: the configured one, else the guard's recommendation, else 0.5."""
+        sc = self.config.surface(surface)
+        if "threshold" in sc.model_fields_set:
+            return sc.threshold
+        return (getattr(self.guard, "thresholds", None) or {}).get(surface, sc.threshold)
+
     # -- the core -------------------------------------------------------------------------
 
     def check_many(self, contents: Sequence[Content]) -> list[Decision]:
@@ -175,10 +182,11 @@ class Firewall:
     def _guard_reasons(self, surface: Surface, verdict: Verdict) -> list[Reason]:
         """Policy scores against their thresholds; the overall score when no policy explains it."""
         sc = self.config.surface(surface)
+        surface_threshold = self.threshold(surface)
         reasons = []
         for policy, score in sorted(verdict.policies.items(), key=lambda kv: -kv[1]):
             pc = self.config.policy(policy)
-            threshold = pc.threshold_for(surface, sc.threshold)
+            threshold = pc.threshold_for(surface, surface_threshold)
             if pc.enabled and score >= threshold:
                 reasons.append(Reason(kind="policy", action=pc.action or sc.action, policy=policy, score=score,
                                       threshold=threshold, detail=f"policy {policy} {score:.2f} >= {threshold:.2f}"))
@@ -191,12 +199,12 @@ class Firewall:
             pc = self.config.policies[top]
             if not pc.enabled or pc.threshold is not None or surface in pc.surfaces:
                 return []
-        if verdict.unsafe >= sc.threshold:
-            return [Reason(kind="guard", action=sc.action, score=verdict.unsafe, threshold=sc.threshold,
-                           detail=f"unsafe {verdict.unsafe:.2f} >= {sc.threshold:.2f}")]
+        if verdict.unsafe >= surface_threshold:
+            return [Reason(kind="guard", action=sc.action, score=verdict.unsafe, threshold=surface_threshold,
+                           detail=f"unsafe {verdict.unsafe:.2f} >= {surface_threshold:.2f}")]
         if sc.ask_threshold is not None and verdict.unsafe >= sc.ask_threshold:
             return [Reason(kind="guard", action=Action.ASK, score=verdict.unsafe, threshold=sc.ask_threshold,
-                           detail=f"unsafe {verdict.unsafe:.2f} in the ask band [{sc.ask_threshold:.2f}, {sc.threshold:.2f})")]
+                           detail=f"unsafe {verdict.unsafe:.2f} in the ask band [{sc.ask_threshold:.2f}, {surface_threshold:.2f})")]
         return []
 
     def _audit(self, decision: Decision, content: Content) -> None:

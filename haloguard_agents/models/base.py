@@ -19,6 +19,9 @@ class Guard(Protocol):
     model_id: str
     """Name and revision, recorded in every decision."""
 
+    # Optional: ``thresholds: Mapping[Surface, float]``, the model's recommended threshold per
+    # surface, used by the firewall wherever the configuration does not set one.
+
     def score(self, contents: Sequence[Content]) -> list[Verdict]: ...
 
     async def ascore(self, contents: Sequence[Content]) -> list[Verdict]: ...

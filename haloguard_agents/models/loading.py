@@ -38,10 +38,10 @@ def load_guard(
     ``local_files_only=False``: nothing touches the network by default.
     """
     if str(path_or_id) == "builtin":
-        from .builtin import load_builtin
+        from .builtin import builtin_dir
 
-        return load_builtin(device=device)
-    if str(path_or_id) == "tiny":
+        path_or_id = builtin_dir()
+    elif str(path_or_id) == "tiny":
         path_or_id = _tiny_checkpoint()
     key = (str(path_or_id), device, dtype, local_files_only, revision,
            tuple(policies) if policies else None, window_tokens, window_overlap, batch_size)

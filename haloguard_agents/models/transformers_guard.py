@@ -215,6 +215,7 @@ class ClassifierGuard(TransformersGuard):
         self.labels = [str(config.id2label[i]).lower() for i in range(config.num_labels)]
         self.multi_label = config.problem_type == "multi_label_classification"
         self.surface_prefix = getattr(config, "haloguard_surface_prefix", None)
+        self.thresholds = {Surface(k): float(v) for k, v in (getattr(config, "haloguard_thresholds", None) or {}).items()}
         if not self.multi_label and not any(lbl in SAFE_LABELS for lbl in self.labels):
             raise ModelLoadError(
                 f"{self.model_id}: a single-label classifier needs a safe label (one of "

