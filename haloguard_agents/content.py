@@ -53,15 +53,38 @@ def to_text(value: Any) -> str:
     return str(value)
 
 
+# Cyrillic and Greek letters that look like Latin ones; folded only inside mixed-script words.
+_LOOKALIKES = str.maketrans(
+    "аеорсухіјѕԁһАВЕКМН"
+    "ОРСТХІЈЅοανικρΑΒΕΖ"
+    "ΗΙΚΜΝΟΡΤΥΧ",
+    "aeopcyxijsdhABEKMHOPCTXIJSoavikpABEZHIKMNOPTYX",
+)
+_LATIN = re.compile("[A-Za-z]")
+_NON_LATIN_LOOKALIKE = re.compile("[Ͱ-ϿЀ-ԯ]")
+_WORD = re.compile(r"\w+")
+
+
+def _fold_word(match: re.Match[str]) -> str:
+    word = match.group(0)
+    if _LATIN.search(word) and _NON_LATIN_LOOKALIKE.search(word):
+        return word.translate(_LOOKALIKES)
+    return word
+
+
 def normalize(text: str) -> str:
     """NFKC, invisible and bidi control characters removed, other controls turned into spaces.
 
     Homoglyph tricks that NFKC folds (full-width, ligatures, mathematical letters) are undone;
-    zero-width joiners splitting a word ("ig\u200bnore") no longer split it.
+    zero-width joiners splitting a word ("ig\u200bnore") no longer split it; Cyrillic or Greek
+    look-alikes inside an otherwise Latin word ("p\u0430ssword") become Latin.
     """
     text = unicodedata.normalize("NFKC", text)
     text = _INVISIBLE.sub("", text)
-    return _CONTROL.sub(" ", text)
+    text = _CONTROL.sub(" ", text)
+    if _LATIN.search(text) and _NON_LATIN_LOOKALIKE.search(text):
+        text = _WORD.sub(_fold_word, text)
+    return text
 
 
 def decoded_views(text: str, limit: int = 8) -> list[str]:
