@@ -72,9 +72,15 @@ class MicroBatcher(Generic[T, R]):
         flat = [x for items, _ in live for x in items]
         try:
             results = self._fn(flat) if flat else []
-        except BaseException as e:  # noqa: BLE001 - delivered to every waiting caller
-            for _, f in live:
-                f.set_exception(e)
+        except Exception as e:  # noqa: BLE001 - delivered to the callers whose items fail
+            if len(live) == 1:
+                live[0][1].set_exception(e)
+                return
+            for items, f in live:  # one caller's bad item must not fail the others
+                try:
+                    f.set_result(self._fn(items))
+                except Exception as each:  # noqa: BLE001
+                    f.set_exception(each)
             return
         i = 0
         for items, f in live:

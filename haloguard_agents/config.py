@@ -17,7 +17,7 @@ Loadable from YAML (or any mapping), validated on load::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -54,7 +54,8 @@ class PolicyConfig(_Model):
     enabled: bool = True
     threshold: float | None = Field(None, ge=0.0, le=1.0)
     action: Action | None = None
-    surfaces: dict[Surface, float] = Field(default_factory=dict, description="threshold per surface")
+    surfaces: dict[Surface, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=dict, description="threshold per surface")
 
     def threshold_for(self, surface: Surface, default: float) -> float:
         return self.surfaces.get(surface, self.threshold if self.threshold is not None else default)
@@ -108,6 +109,8 @@ class FirewallConfig(_Model):
             return cls.model_validate(data)
         except OSError as e:
             raise ConfigError(f"cannot read {where}: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where} is not UTF-8 text") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{where} is not valid YAML: {e}") from None
         except ValidationError as e:

@@ -37,6 +37,8 @@ _INVISIBLE = re.compile(
 )
 # C0/C1 controls except tab, newline and carriage return.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_TAGS = re.compile("[\U000e0000-\U000e007f]+")
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 
 
@@ -79,7 +81,10 @@ def normalize(text: str) -> str:
     zero-width joiners splitting a word ("ig\u200bnore") no longer split it; Cyrillic or Greek
     look-alikes inside an otherwise Latin word ("p\u0430ssword") become Latin.
     """
+    if _SURROGATE.search(text):  # not encodable: a model cannot read it, so replace it
+        text = _SURROGATE.sub("\ufffd", text)
     text = unicodedata.normalize("NFKC", text)
+    text = _TAGS.sub("", text)
     text = _INVISIBLE.sub("", text)
     text = _CONTROL.sub(" ", text)
     if _LATIN.search(text) and _NON_LATIN_LOOKALIKE.search(text):
@@ -88,8 +93,12 @@ def normalize(text: str) -> str:
 
 
 def decoded_views(text: str, limit: int = 8) -> list[str]:
-    """Printable text hidden in base64 runs of ``text`` (the first ``limit`` of them)."""
-    views = []
+    """Text hidden in ``text``: Unicode tag characters (invisible ASCII) and base64 runs."""
+    views = [
+        "".join(chr(ord(c) - 0xE0000) for c in run if 0x20 <= ord(c) - 0xE0000 < 0x7F)
+        for run in _TAGS.findall(text)
+    ]
+    views = [v for v in views if v.strip()][:limit]
     for match in _BASE64.finditer(text):
         blob = match.group(0)
         try:
@@ -117,7 +126,7 @@ def flatten(value: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, str
         if stripped[:1] in "{[" and len(stripped) < 1_000_000:
             try:
                 parsed = json.loads(stripped)
-            except ValueError:
+            except (ValueError, RecursionError):
                 parsed = None
             if isinstance(parsed, (dict, list)):
                 return flatten(parsed, prefix, depth + 1)
@@ -178,11 +187,13 @@ class Content:
 
     @property
     def scored_text(self) -> str:
-        """What the guard sees: normalized text plus decoded views of encoded payloads."""
+        """What the guard sees: normalized text plus decoded views of hidden payloads."""
         text = normalize(self.text)
-        views = decoded_views(text)
+        # Decode before and after normalization: tag characters vanish in it, and base64
+        # split by zero-width characters only appears after it.
+        views = list(dict.fromkeys(decoded_views(self.text) + decoded_views(text)))[:8]
         if views:
-            text += "".join(f"\n[decoded base64]: {normalize(v)}" for v in views)
+            text += "".join(f"\n[decoded]: {normalize(v)}" for v in views)
         return text
 
     @property

@@ -122,7 +122,9 @@ def _confined(value: str, root: str) -> bool:
 
 
 def _host_allowed(value: str, allowed: Sequence[str]) -> bool:
-    text = value.strip()
+    text = value.strip().replace("\\", "/")  # as browsers and urllib3 read it
+    if any(c.isspace() or ord(c) < 32 for c in text):
+        return False
     try:
         host = urlsplit(text if "//" in text else "//" + text).hostname
     except ValueError:
@@ -171,7 +173,9 @@ class ToolRule(BaseModel):
 
 def _describe(a: ArgPredicate) -> str:
     op = next(op for op in _OPS if getattr(a, op) is not None)
-    return f"{a.arg} {op.replace('_', ' ')} {getattr(a, op)!r}"
+    value = getattr(a, op)
+    shown = ", ".join(value) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else value
+    return f"{a.arg} {op.replace('_', ' ')} {shown}"
 
 
 def allow(tool: str = "*", *, when: Sequence[ArgPredicate] = (), **kw: Any) -> ToolRule:

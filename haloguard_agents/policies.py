@@ -135,7 +135,8 @@ class Constitution:
     def __init__(self, policies: list[Policy]):
         self._by_id = {p.id: p for p in policies}
         if len(self._by_id) != len(policies):
-            raise ConfigError("policy ids must be unique")
+            dupes = sorted({p.id for p in policies if sum(q.id == p.id for q in policies) > 1})
+            raise ConfigError(f"policy ids must be unique; defined more than once: {', '.join(dupes)}")
         self.policies = tuple(policies)
 
     def __iter__(self) -> Iterator[Policy]:
@@ -186,6 +187,8 @@ def load_policy(path: Path) -> Policy:
         return Policy.model_validate(data)
     except (yaml.YAMLError, ValidationError) as e:
         raise ConfigError(f"invalid policy file {path.name}: {_one_line(e)}") from e
+    except UnicodeDecodeError:
+        raise ConfigError(f"invalid policy file {path.name}: not UTF-8 text") from None
 
 
 def _one_line(e: Exception) -> str:

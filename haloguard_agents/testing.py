@@ -191,7 +191,7 @@ def build_classifier(directory: str | Path, triggers: Mapping[str, tuple[str, fl
             if multi_label:  # sigmoid(w*x_k - bias*x_0) == probability
                 score[0, _DETECT + k] = w
                 score[0, 0] = -bias
-                score[1:, _DETECT + k] = -w  # other policies: firmly not this class
+                score[1:, _DETECT + k] = -(abs(w) + 5.0)  # other policies: firmly not this class
                 score[1 + k, _DETECT + k] = w
                 score[1 + k, 0] = -bias
             else:

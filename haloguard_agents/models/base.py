@@ -77,7 +77,11 @@ class LocalGuard:
         found = {k: v for k in set(keys) if (v := self.cache.get(k)) is not None}
         todo: dict[str, Content] = {}
         for key, content in zip(keys, contents):
-            if key not in found:
+            if key in found:
+                continue
+            if not content.scored_text.strip():  # nothing to read is nothing unsafe
+                found[key] = Verdict(unsafe=0.0, windows=0)
+            else:
                 todo.setdefault(key, content)
         if todo:
             fresh = self._score_texts(list(todo.values()))

@@ -36,7 +36,12 @@ def load_guard(
     ``path_or_id`` is ``"builtin"`` (the embedded default model), a local checkpoint
     directory, or a Hugging Face hub id. Hub ids resolve from the local cache only unless
     ``local_files_only=False``: nothing touches the network by default.
+    An ``http(s)://HOST/v1#MODEL`` URL is a served guard (see ``remote.load_remote``).
     """
+    if str(path_or_id).startswith(("http://", "https://")):
+        from .remote import load_remote
+
+        return load_remote(str(path_or_id), policies=policies)
     if str(path_or_id) == "builtin":
         from .builtin import builtin_dir
 

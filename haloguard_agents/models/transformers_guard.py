@@ -7,6 +7,9 @@ document costs memory in proportion to ``batch_size``, not to its length.
 
 from __future__ import annotations
 
+import copy
+import functools
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -181,25 +184,40 @@ class GenerativeGuard(TransformersGuard):
     def _policy_scores(self, prompt: str, unsafe: float) -> dict[str, float]:
         """Teacher-force ``unsafe\\n`` and score each policy id as the first one listed.
 
-        The top policy carries the overall probability; the others are scaled by their
-        likelihood relative to it, so per-policy thresholds compare like with like.
+        The prompt is run once; its key/value cache is copied for each chunk of policy ids,
+        so the cost is one prompt plus a few tokens per policy. The top policy carries the
+        overall probability; the others are scaled by their likelihood relative to it, so
+        per-policy thresholds compare like with like.
         """
         prefix = self.tokenizer.encode(prompt + haloguard.POLICY_PREFIX, add_special_tokens=False)
+        out = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
+        cache = getattr(out, "cache", None)
+        if cache is None:  # transformers before 5.x
+            cache = out.past_key_values
+        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
         logprobs: list[float] = []
-        rows = [prefix + ids for ids in self._policy_ids]
-        for start in range(0, len(rows), self.batch_size):
-            chunk = rows[start:start + self.batch_size]
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(self._policy_ids), self.batch_size):
+            chunk = self._policy_ids[start:start + self.batch_size]
             width = max(map(len, chunk))
-            pad = self.tokenizer.pad_token_id
-            ids = torch.tensor([r + [pad] * (width - len(r)) for r in chunk], device=self.device)
-            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in chunk], device=self.device)
-            logp = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
-            for row, r in enumerate(chunk):
-                targets = r[len(prefix):]
-                positions = torch.arange(len(prefix) - 1, len(r) - 1, device=self.device)
-                logprobs.append(logp[row, positions, torch.tensor(targets, device=self.device)].sum().item())
+            ids = torch.tensor([c + [pad] * (width - len(c)) for c in chunk], device=self.device)
+            mask = torch.tensor([[1] * (len(prefix) + len(c)) + [0] * (width - len(c)) for c in chunk],
+                                device=self.device)
+            rows = copy.deepcopy(cache)
+            rows.batch_repeat_interleave(len(chunk))
+            logp = torch.log_softmax(
+                self.model(input_ids=ids, attention_mask=mask, **{self._cache_arg: rows}).logits.float(), dim=-1)
+            for row, c in enumerate(chunk):
+                total = first[c[0]].item()
+                total += sum(logp[row, j - 1, c[j]].item() for j in range(1, len(c)))
+                logprobs.append(total)
         top = max(logprobs)
         return {p.id: unsafe * math.exp(lp - top) for p, lp in zip(self.policies, logprobs)}
+
+    @functools.cached_property
+    def _cache_arg(self) -> str:
+        """``cache`` in recent transformers, ``past_key_values`` before."""
+        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
 
 class ClassifierGuard(TransformersGuard):
