@@ -52,7 +52,7 @@ def main(guard=None) -> dict:
 
     request, approved = run(firewall, {"type": "approve"}, "approve")
     action = request["action_requests"][0]
-    assert action["name"] == "transfer_money" and action["reasons"][0]["rule"] == "ask transfer_money when amount above 100.0"
+    assert action["name"] == "transfer_money" and action["reasons"][0]["rule"] == "ask transfer_money when amount above 100"
     assert ran == ["transfer 1200.0 to landlord"], ran
     assert [d.surface.value for d in sink.decisions].count("tool_call") == 1  # checked once across the resume
 

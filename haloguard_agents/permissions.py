@@ -174,6 +174,8 @@ class ToolRule(BaseModel):
 def _describe(a: ArgPredicate) -> str:
     op = next(op for op in _OPS if getattr(a, op) is not None)
     value = getattr(a, op)
+    if op == "matches":
+        return f"{a.arg} matches /{value}/"
     shown = ", ".join(value) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else value
     return f"{a.arg} {op.replace('_', ' ')} {shown}"
 

@@ -192,7 +192,7 @@ def test_rule_deny_beats_guard_allow(small_guard, spy):
     d = fw.check_tool_call("shell", {"command": "rm -rf /tmp/cache"})
     assert d.action is Action.DENY
     assert [r.kind for r in d.reasons] == ["rule"]
-    assert d.reasons[0].rule == "deny shell when command matches '\\\\brm\\\\s+-rf\\\\b'"
+    assert d.reasons[0].rule == r"deny shell when command matches /\brm\s+-rf\b/"
     assert d.verdict is None
     assert spy == []  # the guard was not called
 
@@ -722,8 +722,8 @@ def test_from_config_loads_guard(generative_dir, guard):
 def test_explain_rule(small_guard):
     fw, _ = make(small_guard, rules=[deny("shell", when=[Arg("command").match(r"rm\s+-rf")], reason="destructive")])
     d = fw.check_tool_call("shell", {"command": "rm -rf ~"})
-    assert d.reasons[0].rule == "deny shell when command matches 'rm\\\\s+-rf'"
-    assert d.explain() == "deny: rule 'deny shell when command matches 'rm\\\\s+-rf'' (command=rm -rf ~): destructive"
+    assert d.reasons[0].rule == r"deny shell when command matches /rm\s+-rf/"
+    assert d.explain() == r"deny: rule 'deny shell when command matches /rm\s+-rf/' (command=rm -rf ~): destructive"
 
 
 def test_explain_policy(small_guard):

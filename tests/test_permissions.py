@@ -69,7 +69,7 @@ def test_rule_name_overrides_label():
 
 def test_rule_label_describes_predicates():
     rule = ask("transfer_money", when=[Arg("amount").greater_than(100)])
-    assert rule.label == "ask transfer_money when amount above 100.0"
+    assert rule.label == "ask transfer_money when amount above 100"
 
 
 # -- regex ----------------------------------------------------------------------------------------
@@ -307,7 +307,7 @@ def test_all_predicates_must_hold():
     assert not fires(rule, "transfer_money", {"to": "ext-123"})
     [reason] = hits([rule], "transfer_money", {"amount": 500, "to": "ext-123"})
     assert reason.action is Action.ASK
-    assert reason.detail == ("rule 'ask transfer_money when amount above 100.0 and to matches '^ext-'' "
+    assert reason.detail == ("rule 'ask transfer_money when amount above 100 and to matches /^ext-/' "
                              "(amount=500, to=ext-123)")
 
 

@@ -69,7 +69,7 @@ def test_approve_with_checkpointer_scores_each_call_once(firewall, tools, ran, c
     (request,) = interrupt.value["action_requests"]
     assert request["name"] == "transfer_money" and request["args"] == {"to": "landlord", "amount": 1200}
     assert request["tool_call_id"] == "c1" and request["action"] == "ask"
-    assert request["reasons"][0]["rule"] == "ask transfer_money when amount above 100.0"
+    assert request["reasons"][0]["rule"] == "ask transfer_money when amount above 100"
     assert "unsafe" in request and "scores" in request
     assert interrupt.value["review_configs"][0]["allowed_decisions"] == ["approve", "edit", "reject"]
     assert ran == []  # nothing runs before every call is settled
