@@ -157,11 +157,12 @@ def _scan(args: argparse.Namespace) -> int:
     return BLOCKED if blocked else OK
 
 
-def _rows(file: str, surface: Surface) -> Iterator[Content]:
+def read_jsonl(file: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; a UsageError naming file:line otherwise."""
     try:
-        stream = sys.stdin if file == "-" else open(file, encoding="utf-8", errors="replace")  # noqa: SIM115
+        stream = sys.stdin if str(file) == "-" else open(file, encoding="utf-8", errors="replace")  # noqa: SIM115
     except OSError as e:
-        raise UsageError(f"cannot read {file}: {e.strerror}") from None
+        raise UsageError(f"cannot read {file}: {e.strerror or e}") from None
     with stream:
         for n, line in enumerate(stream, 1):
             if not line.strip():
@@ -169,13 +170,18 @@ def _rows(file: str, surface: Surface) -> Iterator[Content]:
             try:
                 row = json.loads(line)
             except ValueError:
-                raise UsageError(f"{file}:{n}: not a JSON object") from None
+                raise UsageError(f"{file}:{n}: not valid JSON") from None
             if not isinstance(row, dict):
                 raise UsageError(f"{file}:{n}: not a JSON object")
-            try:
-                yield content_from_row(row, surface)
-            except (UsageError, ValueError) as e:
-                raise UsageError(f"{file}:{n}: {e}") from None
+            yield n, row
+
+
+def _rows(file: str, surface: Surface) -> Iterator[Content]:
+    for n, row in read_jsonl(file):
+        try:
+            yield content_from_row(row, surface)
+        except (UsageError, ValueError) as e:
+            raise UsageError(f"{file}:{n}: {e}") from None
 
 
 def _print(decision: Decision, as_json: bool) -> None:

@@ -92,4 +92,9 @@ def add_demo_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run a scripted agent session through the firewall (offline)")
     p.add_argument("--model", default="builtin", help="builtin (default), tiny, or a checkpoint directory")
     p.add_argument("--device", default="auto")
-    p.set_defaults(run=lambda args: run(args.model, args.device) and 0)
+    p.set_defaults(run=_command)
+
+
+def _command(args: argparse.Namespace) -> int:
+    run(args.model, args.device)
+    return 0

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..cli import UsageError, content_from_row
+from ..cli import UsageError, content_from_row, read_jsonl
 from ..config import FirewallConfig
 from ..content import Content, Surface
 from ..verdict import Action
@@ -45,29 +45,17 @@ def surface_for(row: dict[str, Any], forced: Surface | None) -> Surface:
 
 def read_rows(path: str | Path, *, surface: Surface | None = None, limit: int | None = None) -> list[Row]:
     """The first ``limit`` rows of a JSONL file; a UsageError naming file:line for a bad row."""
-    try:
-        stream = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
     rows: list[Row] = []
-    with stream:
-        for n, line in enumerate(stream, 1):
-            if limit is not None and len(rows) >= limit:
-                break
-            if line.strip():
-                rows.append(_row(line, surface, f"{path}:{n}", n))
+    for n, data in read_jsonl(path):
+        rows.append(_row(data, surface, f"{path}:{n}", n))
+        if limit is not None and len(rows) >= limit:
+            break
     if not rows:
         raise UsageError(f"{path}: no rows")
     return rows
 
 
-def _row(line: str, forced: Surface | None, where: str, n: int) -> Row:
-    try:
-        data = json.loads(line)
-    except ValueError:
-        raise UsageError(f"{where}: not valid JSON") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{where}: not a JSON object")
+def _row(data: dict[str, Any], forced: Surface | None, where: str, n: int) -> Row:
     if data.get("text") is None:
         raise UsageError(f"{where}: row has no 'text' field")
     label = data.get("label")
