@@ -1,7 +1,7 @@
 """Micro-batching: one worker thread owns the model; sync and async callers share it.
 
-Requests that arrive while the worker is busy (or within ``max_wait`` of each other) are
-merged into one forward pass. Async callers await a future and never block the event loop;
+Requests that arrive while the worker is busy are merged into its next forward pass, so a
+lone request pays no waiting time (``max_wait`` can add a short wait for more company). Async callers await a future and never block the event loop;
 sync callers wait on the same future, so both paths go through one core.
 """
 
@@ -21,7 +21,7 @@ R = TypeVar("R")
 
 class MicroBatcher(Generic[T, R]):
     def __init__(self, fn: Callable[[list[T]], list[R]], *, max_batch: int = 64,
-                 max_wait: float = 0.002, name: str = "haloguard-batcher"):
+                 max_wait: float = 0.0, name: str = "haloguard-batcher"):
         self._fn = fn
         self._max_batch = max_batch
         self._max_wait = max_wait
@@ -60,7 +60,8 @@ class MicroBatcher(Generic[T, R]):
             deadline = time.monotonic() + self._max_wait
             while size < self._max_batch:
                 try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    wait = deadline - time.monotonic()
+                    item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 batch.append(item)

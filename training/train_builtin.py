@@ -32,6 +32,7 @@ from haloguard_agents.policies import load_constitution  # noqa: E402
 from training import dataset  # noqa: E402
 
 TARGETS = builtin.LORA_TARGETS
+SAFE_WEIGHT = 1.5
 
 
 class LoRALinear(nn.Module):
@@ -154,8 +155,9 @@ def targets(rows: list[dataset.Row], policy_ids: list[str]) -> tuple[torch.Tenso
             for pid in r.policies:
                 if pid in pos:
                     y[i, pos[pid]] = 1
-        # balance surfaces and labels without letting small groups dominate
-        w[i] = (n / (len(groups) * groups[(r.surface, r.label)])) ** 0.5
+        # balance surfaces and labels without letting small groups dominate; lean towards
+        # benign, because false positives are what makes users turn a guard off
+        w[i] = (n / (len(groups) * groups[(r.surface, r.label)])) ** 0.5 * (SAFE_WEIGHT if r.label == 0 else 1.0)
     return y, m, w / w.mean()
 
 

@@ -37,6 +37,7 @@ def save_weights(directory: Path, tensors: dict[str, Any], meta: dict[str, Any],
 
     directory.mkdir(parents=True, exist_ok=True)
     save_file({k: v.half().contiguous() for k, v in tensors.items()}, directory / "adapter.safetensors")
+    (directory / "adapter.safetensors").chmod(0o644)
     (directory / "builtin.json").write_text(json.dumps(meta, indent=1) + "\n")
     (directory / "MANIFEST.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
 
