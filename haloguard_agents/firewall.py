@@ -134,8 +134,8 @@ class Firewall:
                 reasons.append(Reason(kind="error", action=surface.on_error,
                                       detail=f"content too large to score ({len(content.text):,} characters "
                                              f"> {MAX_CHARS:,}); on_error={surface.on_error.value}"))
-            elif self.guard is not None and surface.enabled and max((r.action for r in reasons), default=Action.ALLOW) < Action.DENY:
-                plan.todo.append(i)
+            elif self.guard is not None and surface.enabled and not any(r.action is Action.DENY for r in reasons):
+                plan.todo.append(i)  # a rule's deny is final: the guard cannot make it stricter
             plan.reasons.append(reasons)
         return plan
 
