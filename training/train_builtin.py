@@ -83,8 +83,11 @@ class Top(nn.Module):
         self.classifier = model.classifier
         self.model = model
 
+    def pooled(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.pooler(run_layers(self.layers, hidden, mask))
+
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(self.pooler(run_layers(self.layers, hidden, mask))))
+        return self.classifier(self.dropout(self.pooled(hidden, mask)))
 
 
 @torch.inference_mode()
@@ -159,6 +162,38 @@ def targets(rows: list[dataset.Row], policy_ids: list[str]) -> tuple[torch.Tenso
         # benign, because false positives are what makes users turn a guard off
         w[i] = (n / (len(groups) * groups[(r.surface, r.label)])) ** 0.5 * (SAFE_WEIGHT if r.label == 0 else 1.0)
     return y, m, w / w.mean()
+
+
+def fit_policy_heads(top: Top, states: list[torch.Tensor], idx: list[int], y: torch.Tensor, mask: torch.Tensor,
+                     steps: int = 400) -> None:
+    """Refit the per-policy rows of the head on the trained encoder's pooled features.
+
+    In the joint loss each policy's positives are rare and averaged over 46 labels, so the
+    policy rows learn little more than base rates. This convex fit on frozen features, run to
+    convergence, is a second chance for them; the overall row is left as trained. (On the
+    shipped weights it helps little: the pooled features carry the overall signal, not the
+    policy; per-policy attribution is this version's weak point.)
+    """
+    top.eval()
+    order = sorted(range(len(idx)), key=lambda i: states[idx[i]].shape[0])  # little padding
+    feats = torch.empty(len(idx), top.classifier.in_features)
+    with torch.no_grad():
+        for i in tqdm(range(0, len(order), 64), desc="policy heads", unit="batch"):
+            chunk = order[i:i + 64]
+            feats[chunk] = top.pooled(*collate(states, [idx[j] for j in chunk]))
+    labels, m = y[idx, 1:], mask[idx, 1:]
+    weight = top.classifier.weight[1:].detach().clone().requires_grad_(True)
+    bias = top.classifier.bias[1:].detach().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([weight, bias], lr=1e-2)
+    for _ in range(steps):
+        loss = nn.functional.binary_cross_entropy_with_logits(feats @ weight.T + bias, labels, reduction="none")
+        loss = (loss * m).sum() / m.sum() + 1e-4 * weight.pow(2).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        top.classifier.weight[1:] = weight
+        top.classifier.bias[1:] = bias
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -263,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.save({"top": top.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "epoch": epoch + 1, "rng": rng.getstate()}, ckpt)
 
+    fit_policy_heads(top, states, train_idx, y, mask)
     top.eval()
     with torch.inference_mode():
         logits = torch.cat([top(*collate(states, hold_idx[i:i + 64])) for i in range(0, len(hold_idx), 64)])

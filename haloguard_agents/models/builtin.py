@@ -73,6 +73,7 @@ def assemble(target: Path) -> Path:
     from .e5 import ensure_converted
 
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # the head is missing from the base on purpose: no load report
     meta = settings()
     base = ensure_converted()
     labels = meta["labels"]
