@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import re
@@ -160,7 +161,7 @@ def render_tool_call(name: str, args: Any) -> str:
     return "\n".join(lines)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Content:
     """One thing to score: the text, the surface it crossed, and where it came from.
 
@@ -185,9 +186,12 @@ class Content:
         return cls(Surface.TOOL_CALL, render_tool_call(name, args), source=source or name,
                    meta={**(meta or {}), "tool": name, "args": args})
 
-    @property
+    @functools.cached_property
     def scored_text(self) -> str:
-        """What the guard sees: normalized text plus decoded views of hidden payloads."""
+        """What the guard sees: normalized text plus decoded views of hidden payloads.
+
+        Computed once: the cache key, the firewall and the model all read it.
+        """
         text = normalize(self.text)
         # Decode before and after normalization: tag characters vanish in it, and base64
         # split by zero-width characters only appears after it.
@@ -196,7 +200,7 @@ class Content:
             text += "".join(f"\n[decoded]: {normalize(v)}" for v in views)
         return text
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """Content hash (surface + scored text): the cache and exactly-once key."""
         h = hashlib.sha256(self.surface.value.encode())

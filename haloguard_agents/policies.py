@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -74,32 +74,22 @@ class Mappings(_Strict):
     mlcommons: tuple[str, ...] = ()
     openai_moderation: tuple[str, ...] = ()
 
-    @field_validator("llama_guard")
+    @field_validator("llama_guard", "qwen3guard", "mlcommons", "openai_moderation")
     @classmethod
-    def _llama(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return _known(v, LLAMA_GUARD, "Llama Guard category")
-
-    @field_validator("qwen3guard")
-    @classmethod
-    def _qwen(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return _known(v, QWEN3GUARD, "Qwen3Guard category")
-
-    @field_validator("mlcommons")
-    @classmethod
-    def _mlc(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return _known(v, MLCOMMONS, "MLCommons hazard")
-
-    @field_validator("openai_moderation")
-    @classmethod
-    def _oai(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return _known(v, OPENAI_MODERATION, "OpenAI moderation category")
+    def _known(cls, values: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        known, what = _TAXONOMIES[info.field_name]
+        for v in values:
+            if v not in known:
+                raise ValueError(f"unknown {what} {v!r}; expected one of {sorted(known)}")
+        return values
 
 
-def _known(values: tuple[str, ...], known, what: str) -> tuple[str, ...]:
-    for v in values:
-        if v not in known:
-            raise ValueError(f"unknown {what} {v!r}; expected one of {sorted(known)}")
-    return values
+_TAXONOMIES = {
+    "llama_guard": (LLAMA_GUARD, "Llama Guard category"),
+    "qwen3guard": (QWEN3GUARD, "Qwen3Guard category"),
+    "mlcommons": (MLCOMMONS, "MLCommons hazard"),
+    "openai_moderation": (OPENAI_MODERATION, "OpenAI moderation category"),
+}
 
 
 class Policy(_Strict):
