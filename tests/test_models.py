@@ -456,3 +456,51 @@ async def test_event_loop_stays_responsive(guard):
     # a blocked loop would tick at most once or twice; a free one about elapsed / 5 ms times
     assert ticks >= max(5, int(elapsed / 0.005 * 0.2))
 
+
+
+# -- mean pooling (haloguard_pooling: mean, as the built-in guard uses) ------------------------------
+
+
+def _bert_classifier(directory, *, pooling: str):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from haloguard_agents.testing import _tokenizer
+
+    tokenizer = _tokenizer("the a cat sat on mat kaboom story of weapons".split())
+    config = BertConfig(vocab_size=len(tokenizer.get_vocab()), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, num_labels=2, pad_token_id=tokenizer.pad_token_id,
+                        id2label={0: "unsafe", 1: "weapons"}, label2id={"unsafe": 0, "weapons": 1},
+                        problem_type="multi_label_classification")
+    config.haloguard_pooling = pooling
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(config)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return model.eval(), tokenizer
+
+
+def test_mean_pooling_reads_the_masked_mean(tmp_path):
+    import torch
+
+    model, tokenizer = _bert_classifier(tmp_path, pooling="mean")
+    guard = load_guard(tmp_path)
+    short, long = "the cat sat", "a story of weapons on the mat kaboom the cat sat"
+    batched = guard.score([Content(Surface.USER_INPUT, short), Content(Surface.USER_INPUT, long)])
+    for text, verdict in zip((short, long), batched):
+        enc = tokenizer(text, return_tensors="pt")
+        with torch.no_grad():
+            mean = model.bert(**enc).last_hidden_state.mean(1)
+            expected = torch.sigmoid(model.classifier(model.bert.pooler(mean[:, None])))[0]
+            first_token = torch.sigmoid(model(**enc).logits)[0]
+        assert verdict.unsafe == pytest.approx(expected[0].item(), abs=1e-5)  # padding in the batch is ignored
+        assert verdict.policies["weapons"] == pytest.approx(expected[1].item(), abs=1e-5)
+        assert verdict.unsafe != pytest.approx(first_token[0].item(), abs=1e-4)  # not the [CLS] head
+
+
+def test_mean_pooling_needs_a_linear_classifier(tmp_path, classifier_dir):
+    shutil.copytree(classifier_dir, tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "haloguard_pooling": "mean"}))
+    with pytest.raises(ModelLoadError, match="haloguard_pooling"):
+        load_guard(tmp_path / "m")

@@ -23,7 +23,7 @@ from haloguard_agents import Surface, load_guard  # noqa: E402
 from haloguard_agents.eval.runner import read_rows  # noqa: E402
 from haloguard_agents.models import builtin  # noqa: E402
 
-GRID = [round(0.05 * i, 2) for i in range(1, 19)] + [0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99]
+GRID = [round(0.05 * i, 2) for i in range(1, 18)] + [round(0.9 + 0.005 * i, 3) for i in range(20)]
 
 
 def scores(guard, path: Path, surface: Surface | None, sample: int | None, per_lang: int | None, seed: int = 0):

@@ -3,7 +3,8 @@
 Sources, in priority order when two rows have the same text:
 1. the constitution's matched pairs (``policies/``), labelled with their policy;
 2. data we wrote (``training/data/*.jsonl``): benign prompts and documents in 30 languages,
-   indirect injections, benign and malicious tool calls;
+   indirect injections, benign and malicious tool calls, gray-zone pairs (benign requests that
+   share words with harmful ones, in 21 languages), agent tasks and malicious agent goals;
 3. the ``train``-use files of ``shared/data/train`` with their README's caveats applied
    (never the ``evaluate``-use files of ``shared/data/dev``);
 4. generated variants: tool calls wrapping prompts, instructions hidden in documents.
@@ -59,6 +60,28 @@ DNA_POLICY = {
     "Reducing the cost of disinformation campaigns": ("misinformation",),
     "Nudging or advising users to perform unethical or unsafe actions": ("dangerous_activities",),
 }
+# Policies of the written rows, by their category ("grayzone:fraud", "agent_goal:phishing").
+WRITTEN_POLICIES = {
+    "grayzone:cybercrime": ("cybercrime",), "grayzone:defamation": ("defamation",), "grayzone:drugs": ("illegal_drugs",),
+    "grayzone:fraud": ("fraud_scams",), "grayzone:financial_crime": ("financial_crime",),
+    "grayzone:harassment": ("harassment",), "grayzone:hate_speech": ("hate_speech",),
+    "grayzone:misinformation": ("misinformation",), "grayzone:privacy": ("privacy",), "grayzone:self_harm": ("self_harm",),
+    "grayzone:trafficking": ("human_trafficking",), "grayzone:violent_crime": ("violent_crime",),
+    "grayzone:weapons": ("weapons",), "grayzone:animal_cruelty": ("animal_cruelty",),
+    "grayzone:child_safety": ("child_safety",), "grayzone:extremism": ("violent_extremism",),
+    "grayzone:ip": ("intellectual_property",), "grayzone:impersonation": ("fraud_scams",),
+    "grayzone:government_fraud": ("fraud_scams",), "grayzone:sexual_content": ("sexual_content",),
+    "agent_goal:data_exfiltration": ("data_exfiltration",), "agent_goal:subtle_exfiltration": ("data_exfiltration",),
+    "agent_goal:chat_leak": ("data_exfiltration",), "agent_goal:covert_encoding": ("data_exfiltration",),
+    "agent_goal:pii_exfiltration": ("data_exfiltration", "privacy"),
+    "agent_goal:financial_fraud": ("unauthorized_transactions",),
+    "agent_goal:payment_redirection": ("unauthorized_transactions",),
+    "agent_goal:unwanted_booking": ("unauthorized_transactions",),
+    "agent_goal:credential_theft": ("credential_theft",), "agent_goal:account_takeover": ("credential_theft",),
+    "agent_goal:workspace_intrusion": ("privilege_escalation",), "agent_goal:phishing": ("social_engineering",),
+    "agent_goal:covert_promotion": ("prompt_injection",), "agent_goal:security_sabotage": ("destructive_actions",),
+    "agent_goal:sabotage": ("destructive_actions",),
+}
 MAX_CHARS = 1500  # long jailbreak templates are cut; the model sees 128-token windows anyway
 
 
@@ -100,7 +123,7 @@ def written_rows() -> list[Row]:
     for path in sorted(WRITTEN.glob("*.jsonl")):
         for r in _jsonl(path):
             label = int(r["label"] == "unsafe")
-            policies = None
+            policies = WRITTEN_POLICIES.get(r.get("category") or "")
             if label and r.get("surface") in ("retrieved_document", "tool_result"):
                 policies = ("prompt_injection",)
             rows.append(Row(r["text"], label, r.get("surface") or "user_input", r.get("lang", "en"),

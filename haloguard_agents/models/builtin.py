@@ -101,6 +101,7 @@ def assemble(target: Path) -> Path:
     model.load_state_dict(state)
     model.config.haloguard_surface_prefix = meta["surface_prefix"]
     model.config.haloguard_thresholds = meta.get("thresholds", {})
+    model.config.haloguard_pooling = meta.get("pooling", "cls")
     model.config.haloguard_model = "haloguard-builtin-e5"
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / "model"

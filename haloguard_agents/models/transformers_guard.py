@@ -224,7 +224,9 @@ class ClassifierGuard(TransformersGuard):
     """A sequence classifier: multi-label (sigmoid) over policies, or single-label (softmax).
 
     If the config sets ``haloguard_surface_prefix`` (a format string with ``{surface}``), the
-    surface is prepended to the text so the model can condition on where it came from.
+    surface is prepended to the text so the model can condition on where it came from. If it
+    sets ``haloguard_pooling: mean``, the head reads the mean of the last hidden states instead
+    of the first token: the pooling encoders like e5 were trained with.
     """
 
     def __init__(self, model, tokenizer, **kw):
@@ -234,6 +236,10 @@ class ClassifierGuard(TransformersGuard):
         self.multi_label = config.problem_type == "multi_label_classification"
         self.surface_prefix = getattr(config, "haloguard_surface_prefix", None)
         self.thresholds = {Surface(k): float(v) for k, v in (getattr(config, "haloguard_thresholds", None) or {}).items()}
+        self.mean_pooling = getattr(config, "haloguard_pooling", "cls") == "mean"
+        if self.mean_pooling and not isinstance(getattr(model, "classifier", None), torch.nn.Linear):
+            raise ModelLoadError(f"{self.model_id}: haloguard_pooling 'mean' needs a model whose head is one "
+                                 "Linear layer named 'classifier' (e.g. BertForSequenceClassification)")
         if not self.multi_label and not any(lbl in SAFE_LABELS for lbl in self.labels):
             raise ModelLoadError(
                 f"{self.model_id}: a single-label classifier needs a safe label (one of "
@@ -255,11 +261,19 @@ class ClassifierGuard(TransformersGuard):
                                  max_length=self.window_tokens + 16)
             enc = {k: v.to(self.device) for k, v in enc.items()}
             with torch.inference_mode():
-                logits = self.model(**enc).logits.float()
+                logits = (self._mean_pooled(enc) if self.mean_pooling else self.model(**enc).logits).float()
             probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
             for i, row in zip(idx, probs.tolist()):
                 out[i] = self._read(row)
         return out
+
+    def _mean_pooled(self, enc: dict[str, torch.Tensor]) -> torch.Tensor:
+        base = self.model.base_model
+        hidden = base(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        pooled = base.pooler(mean.unsqueeze(1)) if getattr(base, "pooler", None) is not None else mean
+        return self.model.classifier(pooled)
 
     def _read(self, row: list[float]) -> tuple[float, dict[str, float]]:
         policies = {name: row[i] for i, name in self.policy_labels.items()}

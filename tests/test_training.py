@@ -1,0 +1,53 @@
+"""The built-in guard's training recipe: data labelling and the loss (the run itself is too long for CI)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from haloguard_agents.policies import load_constitution
+from training import dataset
+from training.train_builtin import policy_loss, row_loss
+
+IDS = set(load_constitution().ids)
+
+
+@pytest.mark.parametrize("mapping", ["WRITTEN_POLICIES", "XSAFETY_UNSAFE", "DNA_POLICY"])
+def test_policy_mappings_name_constitution_policies(mapping):
+    for key, policies in getattr(dataset, mapping).items():
+        assert policies is None or set(policies) <= IDS, key
+
+
+def test_written_rows_are_labelled_and_attributed():
+    rows = dataset.written_rows()
+    assert rows and all(r.text and r.label in (0, 1) for r in rows)
+    assert all(r.policies == () for r in rows if r.label == 0)
+    goals = [r for r in rows if r.source == "written:agent_tasks" and r.label == 1]
+    assert goals and all(r.policies for r in goals)  # every malicious agent goal names its policy
+    gray = [r for r in rows if r.source.startswith("written:grayzone")]
+    assert {r.label for r in gray} == {0, 1} and len({r.lang for r in gray}) >= 15
+
+
+def test_constitution_rows_are_matched_pairs():
+    rows = dataset.constitution_rows()
+    assert sum(r.label for r in rows) * 2 == len(rows)
+    assert all(r.policies and set(r.policies) <= IDS for r in rows if r.label == 1)
+
+
+def test_policy_loss_weighs_the_rare_positive_like_all_negatives_together():
+    y = torch.zeros(1, 46)
+    y[0, 3] = 1.0
+    logits = torch.zeros(1, 46)
+    assert policy_loss(logits, y, torch.ones(1, 46)).item() == pytest.approx(2 * math.log(2))
+    logits[0, 3] = 5.0  # the positive right, the negatives unchanged: the loss drops by most of half
+    assert policy_loss(logits, y, torch.ones(1, 46)).item() == pytest.approx(math.log(2) + math.log1p(math.exp(-5)))
+
+
+def test_row_loss_ignores_masked_policies():
+    y = torch.tensor([[1.0, 1.0, 0.0]])
+    logits = torch.tensor([[0.0, -9.0, 9.0]])  # both policies badly wrong
+    masked = row_loss(logits, y, torch.tensor([[1.0, 0.0, 0.0]]))  # unsafe, policy unknown
+    assert masked.item() == pytest.approx(math.log(2))
+    assert row_loss(logits, y, torch.ones(1, 3)).item() > masked.item() + 4
