@@ -279,6 +279,8 @@ class ClassifierGuard(TransformersGuard):
         policies = {name: row[i] for i, name in self.policy_labels.items()}
         if "unsafe" in self.labels:
             overall = row[self.labels.index("unsafe")]
+            # A policy violation is unsafe content: no policy is more likely than the overall label.
+            policies = {name: min(p, overall) for name, p in policies.items()}
         elif self.multi_label:
             overall = max(policies.values(), default=0.0)
         else:
