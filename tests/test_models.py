@@ -494,8 +494,20 @@ def test_mean_pooling_reads_the_masked_mean(tmp_path):
             expected = torch.sigmoid(model.classifier(model.bert.pooler(mean[:, None])))[0]
             first_token = torch.sigmoid(model(**enc).logits)[0]
         assert verdict.unsafe == pytest.approx(expected[0].item(), abs=1e-5)  # padding in the batch is ignored
-        assert verdict.policies["weapons"] == pytest.approx(expected[1].item(), abs=1e-5)
+        assert verdict.policies["weapons"] == pytest.approx(min(expected).item(), abs=1e-5)
         assert verdict.unsafe != pytest.approx(first_token[0].item(), abs=1e-4)  # not the [CLS] head
+
+
+def test_policy_score_never_exceeds_the_overall_score(tmp_path):
+    import torch
+
+    model, tokenizer = _bert_classifier(tmp_path, pooling="cls")
+    with torch.no_grad():
+        model.classifier.bias.copy_(torch.tensor([-6.0, 6.0]))  # "weapons" near 1, "unsafe" near 0
+    model.save_pretrained(tmp_path)
+    [verdict] = load_guard(tmp_path).score([Content(Surface.USER_INPUT, "the cat sat on the mat")])
+    assert verdict.unsafe < 0.05
+    assert verdict.policies["weapons"] == pytest.approx(verdict.unsafe)
 
 
 def test_mean_pooling_needs_a_linear_classifier(tmp_path, classifier_dir):
