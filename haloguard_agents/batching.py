@@ -1,8 +1,9 @@
 """Micro-batching: one worker thread owns the model; sync and async callers share it.
 
 Requests that arrive while the worker is busy are merged into its next forward pass, so a
-lone request pays no waiting time (``max_wait`` can add a short wait for more company). Async callers await a future and never block the event loop;
-sync callers wait on the same future, so both paths go through one core.
+lone request pays no waiting time (``max_wait`` can add a short wait for more company).
+Async callers await a future and never block the event loop; sync callers wait on the same
+future, so both paths go through one core.
 """
 
 from __future__ import annotations

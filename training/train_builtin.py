@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from haloguard_agents.models import builtin  # noqa: E402
 from haloguard_agents.models.e5 import ensure_converted  # noqa: E402
+from haloguard_agents.models.transformers_guard import masked_mean  # noqa: E402
 from haloguard_agents.policies import load_constitution  # noqa: E402
 from training import dataset  # noqa: E402
 
@@ -90,9 +91,8 @@ class Top(nn.Module):
 
     def pooled(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hidden = run_layers(self.layers, hidden, mask)
-        if self.pooling == "mean":  # as ClassifierGuard does for haloguard_pooling: mean
-            m = mask.unsqueeze(-1)
-            hidden = ((hidden * m).sum(1) / m.sum(1).clamp(min=1)).unsqueeze(1)
+        if self.pooling == "mean":  # as ClassifierGuard reads haloguard_pooling: mean
+            hidden = masked_mean(hidden, mask).unsqueeze(1)
         return self.pooler(hidden)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

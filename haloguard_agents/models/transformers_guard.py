@@ -57,6 +57,12 @@ def split_windows(tokenizer, texts: Sequence[str], size: int, overlap: int) -> l
     return windows
 
 
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the sequence of ``hidden`` [batch, length, dim], padding (mask 0) left out."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+
+
 def pick_device(device: str | None) -> torch.device:
     if device in (None, "auto"):
         if torch.cuda.is_available():
@@ -269,9 +275,7 @@ class ClassifierGuard(TransformersGuard):
 
     def _mean_pooled(self, enc: dict[str, torch.Tensor]) -> torch.Tensor:
         base = self.model.base_model
-        hidden = base(**enc).last_hidden_state
-        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        mean = masked_mean(base(**enc).last_hidden_state, enc["attention_mask"])
         pooled = base.pooler(mean.unsqueeze(1)) if getattr(base, "pooler", None) is not None else mean
         return self.model.classifier(pooled)
 
