@@ -41,6 +41,7 @@ def test_loaded_once_per_process(guard):
     assert load_guard("builtin") is guard
     assert guard.model_id.startswith("builtin-")
     assert guard.thresholds and set(guard.thresholds) == set(Surface)
+    assert guard.model.config.num_hidden_layers == builtin.settings()["layers"]  # the top layers it dropped stay dropped
 
 
 @pytest.mark.parametrize("text", [

@@ -30,6 +30,13 @@ def test_written_rows_are_labelled_and_attributed():
     assert {r.label for r in gray} == {0, 1} and len({r.lang for r in gray}) >= 15
 
 
+def test_written_categories_named_after_a_policy_need_no_mapping():
+    assert dataset.written_policies("grayzone:surveillance") == ("surveillance",)
+    assert dataset.written_policies("agent_goal:phishing") == ("social_engineering",)  # mapped
+    assert dataset.written_policies("agent_task:email") is None
+    assert dataset.written_policies("grayzone:gambling") is None  # no such policy: policy loss masked
+
+
 def test_constitution_rows_are_matched_pairs():
     rows = dataset.constitution_rows()
     assert sum(r.label for r in rows) * 2 == len(rows)

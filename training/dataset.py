@@ -61,6 +61,7 @@ DNA_POLICY = {
     "Nudging or advising users to perform unethical or unsafe actions": ("dangerous_activities",),
 }
 # Policies of the written rows, by their category ("grayzone:fraud", "agent_goal:phishing").
+# Categories named after a policy id ("grayzone:surveillance") need no entry here.
 WRITTEN_POLICIES = {
     "grayzone:cybercrime": ("cybercrime",), "grayzone:defamation": ("defamation",), "grayzone:drugs": ("illegal_drugs",),
     "grayzone:fraud": ("fraud_scams",), "grayzone:financial_crime": ("financial_crime",),
@@ -118,12 +119,20 @@ def constitution_rows() -> list[Row]:
     return rows
 
 
+def written_policies(category: str) -> tuple[str, ...] | None:
+    """The policies of a written row's category; None (policy loss masked) when it names none."""
+    if category in WRITTEN_POLICIES:
+        return WRITTEN_POLICIES[category]
+    topic = category.partition(":")[2]
+    return (topic,) if topic in load_constitution().ids else None
+
+
 def written_rows() -> list[Row]:
     rows = []
     for path in sorted(WRITTEN.glob("*.jsonl")):
         for r in _jsonl(path):
             label = int(r["label"] == "unsafe")
-            policies = WRITTEN_POLICIES.get(r.get("category") or "")
+            policies = written_policies(r.get("category") or "")
             if label and r.get("surface") in ("retrieved_document", "tool_result"):
                 policies = ("prompt_injection",)
             rows.append(Row(r["text"], label, r.get("surface") or "user_input", r.get("lang", "en"),

@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=builtin.WEIGHTS_DIR)
     ap.add_argument("--work", type=Path, default=Path(".haloguard/train"), help="checkpoints (resumable)")
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--layers", type=int, default=11, help="encoder layers kept (of 12); fewer is faster")
     ap.add_argument("--first-trainable", type=int, default=6, help="layers below stay frozen")
     ap.add_argument("--pooling", choices=["mean", "cls"], default="mean", help="what the head reads")
     ap.add_argument("--rank", type=int, default=16)
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     base_dir = ensure_converted()
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     model = BertForSequenceClassification.from_pretrained(
-        base_dir, num_labels=len(labels), problem_type="multi_label_classification")
+        base_dir, num_hidden_layers=args.layers, num_labels=len(labels), problem_type="multi_label_classification")
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -353,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         "labels": labels,
         "surface_prefix": builtin.SURFACE_PREFIX,
         "pooling": args.pooling,
+        "layers": args.layers,
         "max_length": args.max_length,
         "lora": {"first_layer": args.first_trainable, "rank": args.rank, "alpha": 2 * args.rank, "targets": list(TARGETS)},
         "temperature": {"overall": t_overall, "policies": t_policies},

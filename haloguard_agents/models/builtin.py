@@ -23,7 +23,7 @@ from ..errors import ModelLoadError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "_builtin"
 FORMAT_VERSION = 1
-SURFACE_PREFIX = "query: {surface}: "
+SURFACE_PREFIX = "{surface}: "
 LORA_TARGETS = (
     "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
     "intermediate.dense", "output.dense",
@@ -78,7 +78,7 @@ def assemble(target: Path) -> Path:
     base = ensure_converted()
     labels = meta["labels"]
     model = BertForSequenceClassification.from_pretrained(
-        base, num_labels=len(labels), problem_type="multi_label_classification",
+        base, num_hidden_layers=meta["layers"], num_labels=len(labels), problem_type="multi_label_classification",
         id2label=dict(enumerate(labels)), label2id={lbl: i for i, lbl in enumerate(labels)},
     )
     tensors = {k: v.float() for k, v in load_file(WEIGHTS_DIR / "adapter.safetensors").items()}
