@@ -79,7 +79,7 @@ def main() -> int:
     jbb = scores(guard, d / "jbb_behaviors.jsonl", Surface.USER_INPUT, None, None)
     ok = scores(guard, d / "oktest.jsonl", Surface.USER_INPUT, None, None)
     alpaca = scores(guard, d / "alpaca_harmless_refusal_direction.jsonl", Surface.USER_INPUT, 1500, None)
-    rtplx = scores(guard, d / "rtplx_benign_completions.jsonl", Surface.RETRIEVED_DOCUMENT, None, 30)
+    rtplx = scores(guard, d / "rtplx_benign_completions.jsonl", Surface.RETRIEVED_DOCUMENT, None, 150)
     docs_rd = scores(guard, d / "agentdojo_documents.jsonl", Surface.RETRIEVED_DOCUMENT, None, None)
     docs_tr = scores(guard, d / "agentdojo_documents.jsonl", Surface.TOOL_RESULT, None, None)
     calls = scores(guard, d / "agentdojo_toolcalls.jsonl", Surface.TOOL_CALL, None, None)

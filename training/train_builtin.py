@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path(".haloguard/train"), help="checkpoints (resumable)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--layers", type=int, default=11, help="encoder layers kept (of 12); fewer is faster")
-    ap.add_argument("--first-trainable", type=int, default=6, help="layers below stay frozen")
+    ap.add_argument("--first-trainable", type=int, default=5, help="layers below stay frozen")
     ap.add_argument("--pooling", choices=["mean", "cls"], default="mean", help="what the head reads")
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--max-length", type=int, default=96)
