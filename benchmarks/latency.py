@@ -1,10 +1,11 @@
 """Guard latency on this machine, measured side by side in one run.
 
-    python benchmarks/latency.py [--model builtin] [--threads 2] [--repeat 30]
+    python benchmarks/latency.py [--model builtin] [--baseline DIR] [--threads 2] [--repeat 30]
 
 Prints p50/p95 for one short text, a batch of 32 short texts, and 32 concurrent async callers,
 with the ratios that matter: batching versus one-by-one, and concurrent async callers (merged
-into batches by the worker thread) versus sequential calls. Cache hits are excluded: every
+into batches by the worker thread) versus sequential calls, and with ``--baseline`` another
+guard (an older checkpoint, say) timed in turn with the first. Cache hits are excluded: every
 measured text is new to the guard.
 """
 
@@ -57,6 +58,7 @@ def timed(fn) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="builtin")
+    ap.add_argument("--baseline", help="another guard, timed in turn with --model, for their ratio")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--repeat", type=int, default=30)
     args = ap.parse_args()
@@ -88,6 +90,14 @@ def main() -> int:
     print(f"32 concurrent async p50 {statistics.median(gathered):7.1f} ms")
     print(f"ratio one-by-one / batch          {statistics.median(one_by_one) / statistics.median(batch):5.2f}x")
     print(f"ratio one-by-one / async gather   {statistics.median(one_by_one) / statistics.median(gathered):5.2f}x")
+    if args.baseline:
+        baseline = load_guard(args.baseline, device="cpu")
+        baseline.score(fresh(32))
+        for k, n in ((1, args.repeat), (32, max(5, args.repeat // 3))):
+            ours, theirs = zip(*[(timed(lambda: guard.score(fresh(k))), timed(lambda: baseline.score(fresh(k))))
+                                 for _ in range(n)])
+            print(f"ratio baseline / model, {k:2d} text(s) {statistics.median(theirs) / statistics.median(ours):5.2f}x"
+                  f"   (baseline {baseline.model_id} p50 {statistics.median(theirs):.1f} ms)")
     return 0
 
 
