@@ -30,6 +30,16 @@ def test_written_rows_are_labelled_and_attributed():
     assert {r.label for r in gray} == {0, 1} and len({r.lang for r in gray}) >= 15
 
 
+def test_candidate_data_is_only_read_when_asked_for():
+    candidates = dataset.WRITTEN / "candidates"
+    shipped = {r.source for r in dataset.written_rows()}
+    extra = [r for r in dataset.written_rows((candidates,)) if r.source not in shipped]
+    assert not {f"written:{p.stem}" for p in candidates.glob("*.jsonl")} & shipped
+    assert {r.source for r in extra} == {f"written:{p.stem}" for p in candidates.glob("*.jsonl")}
+    assert {r.label for r in extra} == {0, 1}
+    assert all(r.policies and set(r.policies) <= IDS for r in extra if r.label == 1)
+
+
 def test_written_categories_named_after_a_policy_need_no_mapping():
     assert dataset.written_policies("grayzone:surveillance") == ("surveillance",)
     assert dataset.written_policies("agent_goal:phishing") == ("social_engineering",)  # mapped

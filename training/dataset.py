@@ -127,9 +127,10 @@ def written_policies(category: str) -> tuple[str, ...] | None:
     return (topic,) if topic in load_constitution().ids else None
 
 
-def written_rows() -> list[Row]:
+def written_rows(extra: tuple[Path, ...] = ()) -> list[Row]:
+    """Rows of ``training/data/*.jsonl`` and of the ``extra`` directories (experiments)."""
     rows = []
-    for path in sorted(WRITTEN.glob("*.jsonl")):
+    for path in sorted(WRITTEN.glob("*.jsonl")) + sorted(p for d in extra for p in d.glob("*.jsonl")):
         for r in _jsonl(path):
             label = int(r["label"] == "unsafe")
             policies = written_policies(r.get("category") or "")
@@ -258,9 +259,9 @@ def generated_rows(base: list[Row], rng: random.Random) -> list[Row]:
     return out
 
 
-def build(train_dir: Path, seed: int = 0, holdout: float = 0.1) -> list[Row]:
+def build(train_dir: Path, seed: int = 0, holdout: float = 0.1, extra: tuple[Path, ...] = ()) -> list[Row]:
     rng = random.Random(seed)
-    base = constitution_rows() + written_rows() + shared_rows(train_dir, rng)
+    base = constitution_rows() + written_rows(extra) + shared_rows(train_dir, rng)
     rows = base + generated_rows(base, rng)
     seen: set[tuple[str, str]] = set()
     unique = []

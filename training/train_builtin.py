@@ -234,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shared-train", type=Path, required=True, help="the shared/data/train directory")
     ap.add_argument("--out", type=Path, default=builtin.WEIGHTS_DIR)
     ap.add_argument("--work", type=Path, default=Path(".haloguard/train"), help="checkpoints (resumable)")
+    ap.add_argument("--extra-data", type=Path, action="append", default=[],
+                    help="another directory of written *.jsonl rows (e.g. training/data/candidates)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--layers", type=int, default=11, help="encoder layers kept (of 12); fewer is faster")
     ap.add_argument("--first-trainable", type=int, default=5, help="layers below stay frozen")
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     args.work.mkdir(parents=True, exist_ok=True)
 
-    rows = dataset.build(args.shared_train, seed=args.seed)
+    rows = dataset.build(args.shared_train, seed=args.seed, extra=tuple(args.extra_data))
     manifest = dataset.manifest(rows, args.shared_train)
     print(f"{manifest['rows']} rows ({manifest['train']} train, {manifest['holdout']} held out)", file=sys.stderr)
     policy_ids = list(load_constitution().ids)
