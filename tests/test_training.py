@@ -32,11 +32,10 @@ def test_written_rows_are_labelled_and_attributed():
 
 def test_candidate_data_is_only_read_when_asked_for():
     candidates = dataset.WRITTEN / "candidates"
-    shipped = {r.source for r in dataset.written_rows()}
-    extra = [r for r in dataset.written_rows((candidates,)) if r.source not in shipped]
-    assert not {f"written:{p.stem}" for p in candidates.glob("*.jsonl")} & shipped
-    assert {r.source for r in extra} == {f"written:{p.stem}" for p in candidates.glob("*.jsonl")}
-    assert {r.label for r in extra} == {0, 1}
+    names = {f"written:{p.stem}" for p in candidates.glob("*.jsonl")}
+    assert names and not names & {r.source for r in dataset.written_rows()}
+    extra = [r for r in dataset.written_rows((candidates,)) if r.source in names]
+    assert {r.source for r in extra} == names and {r.label for r in extra} == {0, 1}
     assert all(r.policies and set(r.policies) <= IDS for r in extra if r.label == 1)
 
 
