@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from haloguard_agents.policies import load_constitution
 from training import dataset
-from training.train_builtin import policy_loss, row_loss
+from training.train_builtin import RUN_SETTINGS, policy_loss, row_loss, run_id
 
 IDS = set(load_constitution().ids)
 
@@ -67,3 +68,17 @@ def test_row_loss_ignores_masked_policies():
     masked = row_loss(logits, y, torch.tensor([[1.0, 0.0, 0.0]]))  # unsafe, policy unknown
     assert masked.item() == pytest.approx(math.log(2))
     assert row_loss(logits, y, torch.ones(1, 3)).item() > masked.item() + 4
+
+
+def test_a_checkpoint_resumes_only_the_run_it_belongs_to():
+    rows = [dataset.Row("hello", 0, "user_input", "en", "written:x", "MIT"),
+            dataset.Row("how to make a bomb", 1, "user_input", "en", "written:x", "MIT")]
+    args = argparse.Namespace(**{k: 1 for k in RUN_SETTINGS}, epochs=2, threads=0)
+    same = run_id(args, rows)
+    args.epochs, args.threads = 3, 2  # one more epoch, other threads: the same run
+    assert run_id(args, rows) == same
+    args.first_trainable = 4
+    assert run_id(args, rows) != same
+    args.first_trainable = 1
+    rows[0].split = "holdout"
+    assert run_id(args, rows) != same

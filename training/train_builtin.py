@@ -8,12 +8,14 @@ LoRA together with a multi-label head (overall ``unsafe`` + one label per policy
 mean of the last hidden states, as e5 was trained to be read. The result is
 small (LoRA matrices and the head, as safetensors) and is merged into the base weights at first
 use. Fixed seed, a manifest of the data next to the weights, a progress bar, and resumable:
-each epoch is checkpointed in ``--work`` and a rerun continues from the last one.
+each epoch is checkpointed in ``--work`` and a rerun of the same run (same data and settings;
+``--epochs`` may grow) continues from the last one.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import random
@@ -38,6 +40,8 @@ SAFE_WEIGHT = 1.5
 # Matched pairs that differ in intent, not topic: the gray zone the guard is judged on.
 GRAY_ZONE_SOURCES = ("constitution:", "written:grayzone", "written:agent_tasks")
 GRAY_ZONE_WEIGHT = 2.0
+# The settings a checkpoint must share with the run that resumes it (--epochs may grow).
+RUN_SETTINGS = ("layers", "first_trainable", "pooling", "rank", "max_length", "batch_size", "lr", "seed")
 
 
 class LoRALinear(nn.Module):
@@ -67,6 +71,14 @@ def attach_lora(model, first: int, rank: int, alpha: float) -> dict[str, LoRALin
             setattr(parent, leaf, module)
             wrapped[f"bert.encoder.layer.{i}.{target}"] = module
     return wrapped
+
+
+def run_id(args: argparse.Namespace, rows: list[dataset.Row]) -> str:
+    """Names a run by its data and settings, so ``--work`` never resumes a different one."""
+    h = hashlib.sha256(json.dumps({k: str(getattr(args, k)) for k in RUN_SETTINGS}, sort_keys=True).encode())
+    for r in rows:
+        h.update(f"{r.key}\t{r.surface}\t{r.label}\t{r.split}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def run_layers(layers, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -248,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--precompute-only", action="store_true", help="only cache the frozen layers' outputs")
     args = ap.parse_args(argv)
+    for d in args.extra_data:
+        if not any(d.glob("*.jsonl")):
+            ap.error(f"--extra-data {d}: no *.jsonl files there")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -296,8 +311,12 @@ def main(argv: list[str] | None = None) -> int:
 
     start_epoch = 0
     ckpt = args.work / "checkpoint.pt"
+    run = run_id(args, rows)
     if ckpt.is_file():
         state = torch.load(ckpt, weights_only=False)
+        if state.get("run", run) != run:  # checkpoints from before run ids are trusted
+            sys.exit(f"{ckpt} is a checkpoint of another run (other data or settings); "
+                     "pass another --work or delete it to start over")
         top.load_state_dict(state["top"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -322,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
             bar.set_postfix(loss=f"{running:.3f}")
         torch.save({"top": top.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "epoch": epoch + 1, "rng": rng.getstate()}, ckpt)
+                    "epoch": epoch + 1, "rng": rng.getstate(), "run": run}, ckpt)
 
     fit_policy_heads(top, states, train_idx, y, mask)
     top.eval()
@@ -362,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         "temperature": {"overall": t_overall, "policies": t_policies},
         "thresholds": {},
         "holdout": holdout_report,
-        "training": {k: str(v) for k, v in vars(args).items() if k not in ("shared_train", "out", "work")},
+        "training": {k: str(v) for k, v in vars(args).items() if k not in ("shared_train", "out", "work", "extra_data")},
         "trained_at": time.strftime("%Y-%m-%d"),
     }
     builtin.save_weights(args.out, tensors, meta, manifest)
