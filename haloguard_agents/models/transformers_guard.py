@@ -22,6 +22,8 @@ from ..policies import Constitution, load_constitution
 from ..verdict import Verdict
 from .base import LocalGuard
 from .formats import haloguard
+from .lexical import FILE as LEXICAL_FILE
+from .lexical import LexicalHead
 
 SAFE_LABELS = {"safe", "benign", "label_0", "negative", "ok"}
 LABEL_ALIASES = {"injection": "prompt_injection", "jailbreak": "jailbreak", "malicious": "prompt_injection"}
@@ -232,10 +234,11 @@ class ClassifierGuard(TransformersGuard):
     If the config sets ``haloguard_surface_prefix`` (a format string with ``{surface}``), the
     surface is prepended to the text so the model can condition on where it came from. If it
     sets ``haloguard_pooling: mean``, the head reads the mean of the last hidden states instead
-    of the first token: the pooling encoders like e5 were trained with.
+    of the first token: the pooling encoders like e5 were trained with. A ``lexical`` head
+    (``lexical.safetensors`` in the checkpoint) adds its n-gram logit to the ``unsafe`` logit.
     """
 
-    def __init__(self, model, tokenizer, **kw):
+    def __init__(self, model, tokenizer, *, lexical: LexicalHead | None = None, **kw):
         super().__init__(model, tokenizer, **kw)
         config = model.config
         self.labels = [str(config.id2label[i]).lower() for i in range(config.num_labels)]
@@ -251,6 +254,10 @@ class ClassifierGuard(TransformersGuard):
                 f"{self.model_id}: a single-label classifier needs a safe label (one of "
                 f"{sorted(SAFE_LABELS)}) in config.id2label, found {self.labels}"
             )
+        if lexical is not None and not (self.multi_label and "unsafe" in self.labels):
+            raise ModelLoadError(f"{self.model_id}: {LEXICAL_FILE} adds to the 'unsafe' logit of a multi-label "
+                                 f"classifier, but this one's labels are {self.labels}")
+        self.lexical = lexical
         self.policy_labels = {
             i: LABEL_ALIASES.get(lbl, lbl) for i, lbl in enumerate(self.labels)
             if lbl not in SAFE_LABELS and lbl != "unsafe"
@@ -268,6 +275,8 @@ class ClassifierGuard(TransformersGuard):
             enc = {k: v.to(self.device) for k, v in enc.items()}
             with torch.inference_mode():
                 logits = (self._mean_pooled(enc) if self.mean_pooling else self.model(**enc).logits).float()
+                if self.lexical is not None:
+                    logits[:, self.labels.index("unsafe")] += self.lexical.logits([texts[i] for i in idx]).to(self.device)
             probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
             for i, row in zip(idx, probs.tolist()):
                 out[i] = self._read(row)
