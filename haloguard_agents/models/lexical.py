@@ -3,7 +3,7 @@
 The fine-tuned encoder and a linear model over n-grams make different mistakes: the encoder
 generalises over paraphrase and language, the n-grams keep exact cues it smooths over (an
 attacker's address, "then delete the sent email"). Their sum ranks the dev sets better than
-either alone, for a few milliseconds of CPU. Features are hashed with CRC-32, which is the same
+either alone, for a few percent more CPU time. Features are hashed with CRC-32, which is the same
 on every platform and Python version, so the weights need no vocabulary file.
 """
 
