@@ -542,8 +542,9 @@ def test_lexical_head_adds_its_logit_to_the_unsafe_logit(tmp_path, classifier_di
     plain = load_guard(classifier_dir)
     logit = lambda p: math.log(p / (1 - p))  # noqa: E731
     text = "a pineapple pizza recipe please"
-    [with_word, without] = guard.score([Content(Surface.USER_INPUT, text), Content(Surface.USER_INPUT, "a cheese pizza")])
-    [base_word, base_without] = plain.score([Content(Surface.USER_INPUT, text), Content(Surface.USER_INPUT, "a cheese pizza")])
+    contents = [Content(Surface.USER_INPUT, text), Content(Surface.USER_INPUT, "a cheese pizza")]
+    [with_word, without] = guard.score(contents)
+    [base_word, base_without] = plain.score(contents)
     idx, val = features(text)
     added = 8.0 * val[idx.index(bucket("w:pineapple"))]
     assert logit(with_word.unsafe) == pytest.approx(logit(base_word.unsafe) + added, abs=1e-3)

@@ -8,9 +8,9 @@ LoRA together with a multi-label head (overall ``unsafe`` + one label per policy
 mean of the last hidden states, as e5 was trained to be read. A hashed n-gram logistic
 regression is trained next to it and blended into the overall logit before calibration. The
 result is small (LoRA matrices, the heads and the n-gram weights, as safetensors) and is merged
-into the base weights at first use. Fixed seed, a manifest of the data next to the weights, a progress bar, and resumable:
-each epoch is checkpointed in ``--work`` and a rerun of the same run (same data and settings;
-``--epochs`` may grow) continues from the last one.
+into the base weights at first use. Fixed seed, a manifest of the data next to the weights, a
+progress bar, and resumable: each epoch is checkpointed in ``--work`` and a rerun of the same
+run (same data and settings; ``--epochs`` may grow) continues from the last one.
 """
 
 from __future__ import annotations

@@ -276,7 +276,8 @@ class ClassifierGuard(TransformersGuard):
             with torch.inference_mode():
                 logits = (self._mean_pooled(enc) if self.mean_pooling else self.model(**enc).logits).float()
                 if self.lexical is not None:
-                    logits[:, self.labels.index("unsafe")] += self.lexical.logits([texts[i] for i in idx]).to(self.device)
+                    lexical = self.lexical.logits([texts[i] for i in idx])
+                    logits[:, self.labels.index("unsafe")] += lexical.to(self.device)
             probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
             for i, row in zip(idx, probs.tolist()):
                 out[i] = self._read(row)
