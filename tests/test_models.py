@@ -518,7 +518,6 @@ def test_mean_pooling_needs_a_linear_classifier(tmp_path, classifier_dir):
         load_guard(tmp_path / "m")
 
 
-
 def _with_lexical(tmp_path, source, word: str, weight: float):
     """A copy of ``source`` with an n-gram head that knows one word and nothing else."""
     import torch
@@ -565,3 +564,12 @@ def test_lexical_features_are_stable_across_platforms():
     assert (idx, val) == features("pineapple pizza")
     assert sum(v * v for v in val) == pytest.approx(1.0)
     assert features("") == ([], [])
+
+
+def test_a_damaged_lexical_head_is_a_clear_load_error(tmp_path, classifier_dir):
+    from haloguard_agents.models.lexical import FILE
+
+    shutil.copytree(classifier_dir, tmp_path / "m")
+    (tmp_path / "m" / FILE).write_bytes(b"not safetensors")
+    with pytest.raises(ModelLoadError, match="not an n-gram head"):
+        load_guard(tmp_path / "m")

@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from haloguard_agents.models import builtin, lexical  # noqa: E402
 from haloguard_agents.models.e5 import ensure_converted  # noqa: E402
-from haloguard_agents.models.lexical import LexicalHead  # noqa: E402
 from haloguard_agents.models.transformers_guard import masked_mean  # noqa: E402
 from haloguard_agents.policies import load_constitution  # noqa: E402
 from training import dataset  # noqa: E402
@@ -234,9 +233,10 @@ def fit_policy_heads(top: Top, states: list[torch.Tensor], idx: list[int], y: to
         top.classifier.bias[1:] = bias
 
 
-def train_lexical(texts: list[str], labels: torch.Tensor, weights: torch.Tensor, epochs: int) -> LexicalHead:
+def train_lexical(texts: list[str], labels: torch.Tensor, weights: torch.Tensor,
+                  epochs: int) -> lexical.LexicalHead:
     """The n-gram head: weighted logistic regression, Adam over fixed batches in a seeded order."""
-    head = LexicalHead()
+    head = lexical.LexicalHead()
     batches = [(lexical.bags(texts[i:i + 256]), slice(i, i + 256)) for i in range(0, len(texts), 256)]
     optimizer = torch.optim.Adam(head.parameters(), lr=0.02)
     for _ in tqdm(range(epochs), desc="n-gram head", unit="epoch"):

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ModelLoadError
+
 FILE = "lexical.safetensors"
 BUCKETS = 1 << 18
 MAX_CHARS = 4000
@@ -94,9 +96,14 @@ class LexicalHead(torch.nn.Module):
     def load(cls, path: Path, scale: float = 1.0) -> LexicalHead:
         from safetensors.torch import load_file
 
-        tensors = load_file(path)
-        head = cls(tensors["weight"].numel())
+        try:
+            tensors = load_file(path)
+            weight, bias = tensors["weight"].float(), tensors["bias"].float()
+        except Exception as e:  # safetensors raises its own error type for a damaged file
+            raise ModelLoadError(f"{path} is not an n-gram head ({e}); re-save it with LexicalHead.save "
+                                 "or remove it to use the classifier alone") from None
+        head = cls(weight.numel())
         with torch.no_grad():
-            head.bag.weight.copy_(tensors["weight"].float()[:, None] * scale)
-            head.bias.copy_(tensors["bias"].float() * scale)
+            head.bag.weight.copy_(weight[:, None] * scale)
+            head.bias.copy_(bias * scale)
         return head.eval()

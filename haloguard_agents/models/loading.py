@@ -125,8 +125,7 @@ def _load(directory: Path, name: str, *, device, dtype, policies, window_tokens,
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
-    from .lexical import FILE as LEXICAL_FILE
-    from .lexical import LexicalHead
+    from . import lexical
     from .transformers_guard import ClassifierGuard, GenerativeGuard, pick_device, pick_dtype
 
     try:
@@ -158,6 +157,6 @@ def _load(directory: Path, name: str, *, device, dtype, policies, window_tokens,
                                window_tokens=window_tokens or min(2048, limit // 2), **common)
     if policies:
         raise ModelLoadError("`policies` selects prompt policies of generative guards; classifiers score their own labels")
-    lexical = directory / LEXICAL_FILE
-    return ClassifierGuard(model, tokenizer, lexical=LexicalHead.load(lexical) if lexical.is_file() else None,
+    head = directory / lexical.FILE
+    return ClassifierGuard(model, tokenizer, lexical_head=lexical.LexicalHead.load(head) if head.is_file() else None,
                            window_tokens=window_tokens or min(limit, 512) - 32, **common)

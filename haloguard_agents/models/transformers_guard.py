@@ -22,8 +22,7 @@ from ..policies import Constitution, load_constitution
 from ..verdict import Verdict
 from .base import LocalGuard
 from .formats import haloguard
-from .lexical import FILE as LEXICAL_FILE
-from .lexical import LexicalHead
+from . import lexical
 
 SAFE_LABELS = {"safe", "benign", "label_0", "negative", "ok"}
 LABEL_ALIASES = {"injection": "prompt_injection", "jailbreak": "jailbreak", "malicious": "prompt_injection"}
@@ -238,7 +237,7 @@ class ClassifierGuard(TransformersGuard):
     (``lexical.safetensors`` in the checkpoint) adds its n-gram logit to the ``unsafe`` logit.
     """
 
-    def __init__(self, model, tokenizer, *, lexical: LexicalHead | None = None, **kw):
+    def __init__(self, model, tokenizer, *, lexical_head: lexical.LexicalHead | None = None, **kw):
         super().__init__(model, tokenizer, **kw)
         config = model.config
         self.labels = [str(config.id2label[i]).lower() for i in range(config.num_labels)]
@@ -254,10 +253,10 @@ class ClassifierGuard(TransformersGuard):
                 f"{self.model_id}: a single-label classifier needs a safe label (one of "
                 f"{sorted(SAFE_LABELS)}) in config.id2label, found {self.labels}"
             )
-        if lexical is not None and not (self.multi_label and "unsafe" in self.labels):
-            raise ModelLoadError(f"{self.model_id}: {LEXICAL_FILE} adds to the 'unsafe' logit of a multi-label "
+        if lexical_head is not None and not (self.multi_label and "unsafe" in self.labels):
+            raise ModelLoadError(f"{self.model_id}: {lexical.FILE} adds to the 'unsafe' logit of a multi-label "
                                  f"classifier, but this one's labels are {self.labels}")
-        self.lexical = lexical
+        self.lexical = lexical_head
         self.policy_labels = {
             i: LABEL_ALIASES.get(lbl, lbl) for i, lbl in enumerate(self.labels)
             if lbl not in SAFE_LABELS and lbl != "unsafe"
@@ -276,8 +275,8 @@ class ClassifierGuard(TransformersGuard):
             with torch.inference_mode():
                 logits = (self._mean_pooled(enc) if self.mean_pooling else self.model(**enc).logits).float()
                 if self.lexical is not None:
-                    lexical = self.lexical.logits([texts[i] for i in idx])
-                    logits[:, self.labels.index("unsafe")] += lexical.to(self.device)
+                    ngrams = self.lexical.logits([texts[i] for i in idx])
+                    logits[:, self.labels.index("unsafe")] += ngrams.to(self.device)
             probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
             for i, row in zip(idx, probs.tolist()):
                 out[i] = self._read(row)
