@@ -39,7 +39,7 @@ class Overlap:
     n: int = 0
     equal: int = 0
     quoted: int = 0
-    sources: Counter = field(default_factory=Counter)
+    sources: Counter[str] = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
 
 
@@ -60,20 +60,24 @@ def overlaps(training: Iterable[tuple[str, str]], evaluation: Iterable[str]) -> 
             grams[" ".join(words[i:i + GRAM])].add(len(texts))
         texts.append(f" {folded} ")
         sources.append(source)
+
+    def quoting(folded: str) -> set[str]:
+        words = folded.split()
+        if len(words) < GRAM:
+            return set()
+        rows = grams.get(" ".join(words[:GRAM]), set()) & grams.get(" ".join(words[-GRAM:]), set())
+        return {sources[i] for i in rows if f" {folded} " in texts[i]}
+
     result = Overlap()
     for text in evaluation:
         result.n += 1
         folded = fold(text)
-        words = folded.split()
         if folded in whole:
-            result.equal += 1
             found = whole[folded]
-        elif len(words) >= GRAM:
-            first, last = " ".join(words[:GRAM]), " ".join(words[-GRAM:])
-            found = {sources[i] for i in grams.get(first, set()) & grams.get(last, set()) if f" {folded} " in texts[i]}
-            result.quoted += bool(found)
+            result.equal += 1
         else:
-            continue
+            found = quoting(folded)
+            result.quoted += bool(found)
         result.sources.update(found)
         if found and len(result.examples) < 3:
             result.examples.append(text[:100])
