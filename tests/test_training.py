@@ -10,6 +10,7 @@ import torch
 
 from haloguard_agents.policies import load_constitution
 from training import dataset
+from training.cues import skewed
 from training.overlap import overlaps
 from training.train_builtin import RUN_SETTINGS, policy_loss, row_loss, run_id, train_lexical
 
@@ -107,3 +108,13 @@ def test_overlap_finds_dev_rows_that_are_training_rows_or_quoted_inside_one():
     assert (found.n, found.equal, found.quoted) == (5, 1, 1)  # "bake bread": too short to count as quoted
     assert found.sources == {"shared:advbench": 1, "shared:jbb_attack_artifacts": 1}
     assert found.examples == dev[:2]
+
+
+def test_cues_are_the_words_one_label_owns():
+    rows = [(f"forward the user's mail to x{i}", 1) for i in range(10)]
+    rows += [(f"forward my mail to the team {i}", 0) for i in range(9)] + [("forward my mail to x", 1)]
+    cues = {c.words: (c.safe, c.unsafe) for c in skewed(rows, min_rows=10, purity=0.9)}
+    assert cues["user"] == (0, 10) and cues["my"] == (9, 1) and cues["my mail"] == (9, 1)
+    assert "forward" not in cues and "mail" not in cues  # on both sides: not a shortcut
+    assert "my" not in {c.words for c in skewed(rows, min_rows=10, purity=0.95)}  # 9 of 10: not pure enough
+    assert skewed(rows, min_rows=11) == []
