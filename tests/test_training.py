@@ -40,6 +40,10 @@ def test_candidate_data_is_only_read_when_asked_for():
     extra = [r for r in dataset.written_rows((candidates,)) if r.source in names]
     assert {r.source for r in extra} == names and {r.label for r in extra} == {0, 1}
     assert all(r.policies and set(r.policies) <= IDS for r in extra if r.label == 1)
+    balance = candidates / "agent_balance"  # a subdirectory: read only when passed on its own
+    rows = [r for r in dataset.written_rows((balance,)) if r.source.startswith("written:agent_balance")]
+    assert rows and not {r.source for r in rows} & {r.source for r in dataset.written_rows((candidates,))}
+    assert {r.label for r in rows} == {0, 1} and all(r.policies and set(r.policies) <= IDS for r in rows if r.label)
 
 
 def test_written_categories_named_after_a_policy_need_no_mapping():
