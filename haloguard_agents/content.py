@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -207,3 +207,14 @@ class Content:
         h.update(b"\0")
         h.update(self.scored_text.encode("utf-8", errors="surrogatepass"))
         return h.hexdigest()
+
+
+def as_contents(items: Sequence[Content | str]) -> list[Content]:
+    """What a guard scores: Contents as given, anything else (a plain string) as a user input.
+
+    A bare string is refused rather than scored character by character.
+    """
+    if isinstance(items, (str, bytes, Content)):
+        raise TypeError("score() takes a list: guard.score([text]) or "
+                        "guard.score([Content(Surface.TOOL_RESULT, text)])")
+    return [c if isinstance(c, Content) else Content(Surface.USER_INPUT, c) for c in items]

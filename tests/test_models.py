@@ -179,6 +179,15 @@ def test_verdicts_in_input_order_with_duplicates(any_guard):
     assert [round(v.unsafe, 2) for v in verdicts] == pytest.approx(expected, abs=0.02)
 
 
+async def test_plain_strings_are_user_inputs(any_guard):
+    _, g = any_guard
+    text = unique("kaboom now")
+    [as_input] = g.score([Content(Surface.USER_INPUT, text)])
+    assert g.score([text]) == [as_input] == await g.ascore([text])
+    with pytest.raises(TypeError, match=r"takes a list: guard.score\(\[text\]\)"):
+        g.score(text)  # not 10 one-character texts
+
+
 def test_empty_list(any_guard):
     _, g = any_guard
     assert g.score([]) == []

@@ -194,6 +194,7 @@ def test_verdicts_are_cached_and_deduplicated(srv):
     assert srv.requests == 1
     g.score([Content(Surface.USER_INPUT, KABOOM)])
     asyncio.run(g.ascore([Content(Surface.USER_INPUT, KABOOM)]))
+    assert g.score([KABOOM]) == g.score([Content(Surface.USER_INPUT, KABOOM)])  # a string is a user input
     assert srv.requests == 1
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from ..batching import MicroBatcher
-from ..content import Content
+from ..content import Content, as_contents
 from ..verdict import Verdict
 
 
@@ -22,9 +22,11 @@ class Guard(Protocol):
     # Optional: ``thresholds: Mapping[Surface, float]``, the model's recommended threshold per
     # surface, used by the firewall wherever the configuration does not set one.
 
-    def score(self, contents: Sequence[Content]) -> list[Verdict]: ...
+    def score(self, contents: Sequence[Content | str]) -> list[Verdict]:
+        """Verdicts in order; a plain string is scored as a user input."""
+        ...
 
-    async def ascore(self, contents: Sequence[Content]) -> list[Verdict]: ...
+    async def ascore(self, contents: Sequence[Content | str]) -> list[Verdict]: ...
 
 
 class VerdictCache:
@@ -66,11 +68,11 @@ class LocalGuard:
             self._score_uncached, max_batch=self.max_batch, name=f"haloguard:{self.model_id}"
         )
 
-    def score(self, contents: Sequence[Content]) -> list[Verdict]:
-        return self._batcher.run(contents)
+    def score(self, contents: Sequence[Content | str]) -> list[Verdict]:
+        return self._batcher.run(as_contents(contents))
 
-    async def ascore(self, contents: Sequence[Content]) -> list[Verdict]:
-        return await self._batcher.arun(contents)
+    async def ascore(self, contents: Sequence[Content | str]) -> list[Verdict]:
+        return await self._batcher.arun(as_contents(contents))
 
     def _score_uncached(self, contents: list[Content]) -> list[Verdict]:
         keys = [c.key for c in contents]

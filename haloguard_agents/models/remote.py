@@ -34,7 +34,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import tenacity
 
-from ..content import Content, Surface
+from ..content import Content, Surface, as_contents
 from ..errors import ConfigError, GuardError, ModelLoadError
 from ..policies import load_constitution
 from ..verdict import Verdict
@@ -191,8 +191,8 @@ class RemoteGuard:
 
     # -- the Guard protocol -----------------------------------------------------------------
 
-    def score(self, contents: Sequence[Content]) -> list[Verdict]:
-        keys, found, windows = self._plan(contents)
+    def score(self, contents: Sequence[Content | str]) -> list[Verdict]:
+        keys, found, windows = self._plan(as_contents(contents))
         if windows:
             client = self._sync_client()
             if len(windows) == 1:
@@ -210,8 +210,8 @@ class RemoteGuard:
             found.update(self._store(windows, probs))
         return [found[k] for k in keys]
 
-    async def ascore(self, contents: Sequence[Content]) -> list[Verdict]:
-        keys, found, windows = self._plan(contents)
+    async def ascore(self, contents: Sequence[Content | str]) -> list[Verdict]:
+        keys, found, windows = self._plan(as_contents(contents))
         if windows:
             slots = self._slots()
             # A client per call: an AsyncClient is bound to the loop that first used it, and a
