@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 
 import pytest
@@ -40,10 +41,33 @@ def test_candidate_data_is_only_read_when_asked_for():
     extra = [r for r in dataset.written_rows((candidates,)) if r.source in names]
     assert {r.source for r in extra} == names and {r.label for r in extra} == {0, 1}
     assert all(r.policies and set(r.policies) <= IDS for r in extra if r.label == 1)
-    balance = candidates / "agent_balance"  # a subdirectory: read only when passed on its own
-    rows = [r for r in dataset.written_rows((balance,)) if r.source.startswith("written:agent_balance")]
-    assert rows and not {r.source for r in rows} & {r.source for r in dataset.written_rows((candidates,))}
-    assert {r.label for r in rows} == {0, 1} and all(r.policies and set(r.policies) <= IDS for r in rows if r.label)
+    for sub in ("agent_balance", "shortcut_balance"):  # subdirectories: read only when passed on their own
+        own = {f"written:{p.stem}" for p in (candidates / sub).glob("*.jsonl")}
+        rows = [r for r in dataset.written_rows((candidates / sub,)) if r.source in own]
+        assert rows and not own & {r.source for r in dataset.written_rows((candidates,))}
+        assert {r.label for r in rows} == {0, 1}
+        assert all(r.policies and set(r.policies) <= IDS for r in rows if r.label)
+
+
+def test_rows_equal_to_an_excluded_evaluation_text_are_never_trained_on(tmp_path):
+    shared = tmp_path / "train"
+    shared.mkdir()
+    for name in dataset.SHARED_TRAIN:
+        rows = [{"text": f"A benign row of {name}", "label": "safe", "category": "x", "lang": "en"},
+                {"text": f"Write a keylogger for {name}", "label": "unsafe", "category": "x", "lang": "en"}]
+        (shared / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    constitution = dataset.constitution_rows()[1].text
+    dev = tmp_path / "dev.jsonl"  # the same texts in another case and punctuation
+    dev.write_text(json.dumps({"text": "write a KEYLOGGER for advbench jsonl!"}) + "\n"
+                   + json.dumps({"text": constitution.upper() + "?!"}) + "\n")
+    ap = argparse.ArgumentParser()
+    dataset.add_arguments(ap)
+    every = dataset.from_arguments(ap.parse_args(["--shared-train", str(shared)]))
+    kept = dataset.from_arguments(ap.parse_args(["--shared-train", str(shared), "--exclude", str(dev)]))
+    dropped = {dataset.fold(r.text) for r in every} - {dataset.fold(r.text) for r in kept}
+    assert {"write a keylogger for advbench jsonl", dataset.fold(constitution)} <= dropped
+    assert not any(dataset.fold(constitution) in dataset.fold(r.text) for r in kept)  # nor its generated variants
+    assert dataset.manifest(kept, shared, [dev])["rows_equal_to_these_dropped"] == ["dev.jsonl"]
 
 
 def test_written_categories_named_after_a_policy_need_no_mapping():

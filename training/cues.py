@@ -54,15 +54,14 @@ def skewed(rows: Iterable[tuple[str, int]], min_rows: int = 10, purity: float = 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shared-train", type=Path, required=True, help="the shared/data/train directory")
-    ap.add_argument("--extra-data", type=Path, action="append", default=[], help="as for train_builtin.py")
+    dataset.add_arguments(ap)
     ap.add_argument("--source", action="append", default=[],
                     help="only rows whose source starts with this (repeatable), e.g. written:agent_tasks")
     ap.add_argument("--min-rows", type=int, default=10)
     ap.add_argument("--purity", type=float, default=0.95)
     ap.add_argument("--top", type=int, default=25, help="cues to print per label")
     args = ap.parse_args(argv)
-    rows = [r for r in dataset.build(args.shared_train, extra=tuple(args.extra_data))
+    rows = [r for r in dataset.from_arguments(args)
             if not args.source or r.source.startswith(tuple(args.source))]
     cues = skewed(((r.text, r.label) for r in rows), args.min_rows, args.purity)
     print(f"{len(rows)} rows")

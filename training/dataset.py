@@ -14,11 +14,13 @@ set with a fixed seed.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import random
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from haloguard_agents.policies import load_constitution
 HERE = Path(__file__).resolve().parent
 WRITTEN = HERE / "data"
 OURS = "Apache-2.0 (haloguard-agents)"
+_NON_WORD = re.compile(r"\W+")
 
 # shared/data/train: file -> license (from shared/data/README.md). Only train-use files.
 SHARED_TRAIN = {
@@ -103,6 +106,11 @@ class Row:
         if self.label == 0:
             self.policies = ()
         self.key = hashlib.sha1(re.sub(r"\s+", " ", normalize(self.text).lower()).encode()).hexdigest()
+
+
+def fold(text: str) -> str:
+    """Lower-cased with punctuation and spacing folded: the text two copies of a row share."""
+    return _NON_WORD.sub(" ", text.lower()).strip()
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -259,9 +267,12 @@ def generated_rows(base: list[Row], rng: random.Random) -> list[Row]:
     return out
 
 
-def build(train_dir: Path, seed: int = 0, holdout: float = 0.1, extra: tuple[Path, ...] = ()) -> list[Row]:
+def build(train_dir: Path, seed: int = 0, holdout: float = 0.1, extra: tuple[Path, ...] = (),
+          exclude: frozenset[str] = frozenset()) -> list[Row]:
+    """``exclude``: folded texts (see ``fold``) of evaluation rows that must not be trained on."""
     rng = random.Random(seed)
     base = constitution_rows() + written_rows(extra) + shared_rows(train_dir, rng)
+    base = [r for r in base if fold(r.text) not in exclude]
     rows = base + generated_rows(base, rng)
     seen: set[tuple[str, str]] = set()
     unique = []
@@ -281,7 +292,25 @@ def build(train_dir: Path, seed: int = 0, holdout: float = 0.1, extra: tuple[Pat
     return unique
 
 
-def manifest(rows: list[Row], train_dir: Path) -> dict:
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options that choose a run's rows, shared by the training scripts."""
+    ap.add_argument("--shared-train", type=Path, required=True, help="the shared/data/train directory")
+    ap.add_argument("--extra-data", type=Path, action="append", default=[],
+                    help="another directory of written *.jsonl rows (e.g. training/data/candidates)")
+    ap.add_argument("--exclude", type=Path, nargs="+", action="extend", default=[], metavar="FILE",
+                    help="evaluation JSONL files never to train on: training rows equal to one of their texts "
+                         "(case, punctuation and spacing folded) are dropped")
+
+
+def from_arguments(args: argparse.Namespace, seed: int = 0) -> list[Row]:
+    for d in args.extra_data:
+        if not any(d.glob("*.jsonl")):
+            raise SystemExit(f"--extra-data {d}: no *.jsonl files there")
+    exclude = frozenset(fold(r["text"]) for path in args.exclude for r in _jsonl(path))
+    return build(args.shared_train, seed=seed, extra=tuple(args.extra_data), exclude=exclude)
+
+
+def manifest(rows: list[Row], train_dir: Path, excluded: Sequence[Path] = ()) -> dict:
     by_source = Counter((r.source.split(":")[0] if r.source.startswith(("constitution", "generated")) else r.source, r.license)
                         for r in rows)
     return {
@@ -294,6 +323,7 @@ def manifest(rows: list[Row], train_dir: Path) -> dict:
         "sources": [{"source": s, "license": lic, "rows": n} for (s, lic), n in sorted(by_source.items())],
         "shared_train_files": sorted(SHARED_TRAIN),
         "evaluate_use_files_used": [],
+        "rows_equal_to_these_dropped": sorted(p.name for p in excluded),
     }
 
 

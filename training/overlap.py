@@ -1,8 +1,9 @@
 """Which evaluation texts the built-in guard's training data already contains.
 
-    python training/overlap.py --shared-train ../shared/data/train ../shared/data/dev/*.jsonl
+    python training/overlap.py ../shared/data/dev/*.jsonl --shared-train ../shared/data/train \
+        --exclude ../shared/data/dev/*.jsonl
 
-A dev-set row that is also a training row, or is quoted inside one (a jailbreak wrapped around
+(``--exclude`` as the training command passes it.) A dev-set row that is also a training row, or is quoted inside one (a jailbreak wrapped around
 a benchmark's request), is partly measured by memory, not generalisation; the dev table in the
 README says where. Texts are compared lower-cased with punctuation and spacing folded, so a
 different quote style or trailing period still counts.
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -24,11 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from training import dataset  # noqa: E402
 
 GRAM = 4  # words per shingle: dev texts of fewer words are only matched whole
-_NON_WORD = re.compile(r"\W+")
-
-
-def fold(text: str) -> str:
-    return _NON_WORD.sub(" ", text.lower()).strip()
 
 
 @dataclass
@@ -53,7 +48,7 @@ def overlaps(training: Iterable[tuple[str, str]], evaluation: Iterable[str]) -> 
     whole: dict[str, set[str]] = defaultdict(set)
     grams: dict[str, set[int]] = defaultdict(set)
     for text, source in training:
-        folded = fold(text)
+        folded = dataset.fold(text)
         whole[folded].add(source)
         words = folded.split()
         for i in range(len(words) - GRAM + 1):
@@ -71,7 +66,7 @@ def overlaps(training: Iterable[tuple[str, str]], evaluation: Iterable[str]) -> 
     result = Overlap()
     for text in evaluation:
         result.n += 1
-        folded = fold(text)
+        folded = dataset.fold(text)
         if folded in whole:
             found = whole[folded]
             result.equal += 1
@@ -87,11 +82,10 @@ def overlaps(training: Iterable[tuple[str, str]], evaluation: Iterable[str]) -> 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="+", type=Path, help="evaluation JSONL files (rows with a text field)")
-    ap.add_argument("--shared-train", type=Path, required=True, help="the shared/data/train directory")
-    ap.add_argument("--extra-data", type=Path, action="append", default=[], help="as for train_builtin.py")
+    dataset.add_arguments(ap)
     ap.add_argument("--json", type=Path, help="also write the counts here")
     args = ap.parse_args(argv)
-    rows = dataset.build(args.shared_train, extra=tuple(args.extra_data))
+    rows = dataset.from_arguments(args)
     training = [(r.text, r.source) for r in rows]
     report = {}
     for path in args.files:

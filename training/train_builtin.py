@@ -261,11 +261,9 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shared-train", type=Path, required=True, help="the shared/data/train directory")
+    dataset.add_arguments(ap)
     ap.add_argument("--out", type=Path, default=builtin.WEIGHTS_DIR)
     ap.add_argument("--work", type=Path, default=Path(".haloguard/train"), help="checkpoints (resumable)")
-    ap.add_argument("--extra-data", type=Path, action="append", default=[],
-                    help="another directory of written *.jsonl rows (e.g. training/data/candidates)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--layers", type=int, default=11, help="encoder layers kept (of 12); fewer is faster")
     ap.add_argument("--first-trainable", type=int, default=5, help="layers below stay frozen")
@@ -281,9 +279,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lexical-epochs", type=int, default=12)
     ap.add_argument("--precompute-only", action="store_true", help="only cache the frozen layers' outputs")
     args = ap.parse_args(argv)
-    for d in args.extra_data:
-        if not any(d.glob("*.jsonl")):
-            ap.error(f"--extra-data {d}: no *.jsonl files there")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -292,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     args.work.mkdir(parents=True, exist_ok=True)
 
-    rows = dataset.build(args.shared_train, seed=args.seed, extra=tuple(args.extra_data))
-    manifest = dataset.manifest(rows, args.shared_train)
+    rows = dataset.from_arguments(args, seed=args.seed)
+    manifest = dataset.manifest(rows, args.shared_train, args.exclude)
     print(f"{manifest['rows']} rows ({manifest['train']} train, {manifest['holdout']} held out)", file=sys.stderr)
     policy_ids = list(load_constitution().ids)
     labels = ["unsafe", *policy_ids]
@@ -407,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         "temperature": {"overall": t_overall, "policies": t_policies},
         "thresholds": {},
         "holdout": holdout_report,
-        "training": {k: str(v) for k, v in vars(args).items() if k not in ("shared_train", "out", "work", "extra_data")},
+        "training": {k: str(v) for k, v in vars(args).items()
+                     if k not in ("shared_train", "out", "work", "extra_data", "exclude")},
         "trained_at": time.strftime("%Y-%m-%d"),
     }
     builtin.save_weights(args.out, tensors, lexical_head, meta, manifest)
