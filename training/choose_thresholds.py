@@ -1,11 +1,11 @@
 """Choose the built-in guard's default threshold per surface on the dev sets.
 
-    python training/choose_thresholds.py --dev ../shared/data/dev [--write]
+    python training/choose_thresholds.py --dev ../shared/data/dev [--weights OUT] [--write]
 
 The dev sets are evaluation-only data: nothing is trained on them; only one number per
 surface is chosen here, the lowest threshold (most recall) that keeps each surface's
-false-positive rates under the targets, with a margin. ``--write`` records them in
-``haloguard_agents/_builtin/builtin.json``.
+false-positive rates under the targets, with a margin. ``--write`` records them in the
+weights' ``builtin.json`` (``haloguard_agents/_builtin`` unless ``--weights`` names a run's output).
 """
 
 from __future__ import annotations
@@ -71,8 +71,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dev", type=Path, required=True)
     ap.add_argument("--model", default="builtin")
+    ap.add_argument("--weights", type=Path, help="a training run's --out directory to use as the built-in guard "
+                    "(default: the shipped weights); --write records the thresholds there")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
+    if args.weights:
+        builtin.WEIGHTS_DIR = args.weights
     guard = load_guard(args.model)
     guard.thresholds = {}
     d = args.dev

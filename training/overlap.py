@@ -1,10 +1,10 @@
 """Which evaluation texts the built-in guard's training data already contains.
 
-    python training/overlap.py ../shared/data/dev/*.jsonl --shared-train ../shared/data/train \
-        --exclude ../shared/data/dev/*.jsonl
+    python training/overlap.py ../shared/data/dev/*.jsonl --shared-train ../shared/data/train
 
-(``--exclude`` as the training command passes it.) A dev-set row that is also a training row, or is quoted inside one (a jailbreak wrapped around
-a benchmark's request), is partly measured by memory, not generalisation; the dev table in the
+(with the training run's ``--extra-data`` and ``--exclude`` options, if it had any). A dev-set
+row that is also a training row, or is quoted inside one (a jailbreak wrapped around a
+benchmark's request), is partly measured by memory, not generalisation; the dev table in the
 README says where. Texts are compared lower-cased with punctuation and spacing folded, so a
 different quote style or trailing period still counts.
 """
