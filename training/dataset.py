@@ -272,7 +272,8 @@ def build(train_dir: Path, seed: int = 0, holdout: float = 0.1, extra: tuple[Pat
     """``exclude``: folded texts (see ``fold``) of evaluation rows that must not be trained on."""
     rng = random.Random(seed)
     base = constitution_rows() + written_rows(extra) + shared_rows(train_dir, rng)
-    base = [r for r in base if fold(r.text) not in exclude]
+    if exclude:
+        base = [r for r in base if fold(r.text) not in exclude]
     rows = base + generated_rows(base, rng)
     seen: set[tuple[str, str]] = set()
     unique = []
@@ -306,6 +307,10 @@ def from_arguments(args: argparse.Namespace, seed: int = 0) -> list[Row]:
     for d in args.extra_data:
         if not any(d.glob("*.jsonl")):
             raise SystemExit(f"--extra-data {d}: no *.jsonl files there")
+    for path in args.exclude:
+        if not path.is_file():
+            raise SystemExit(f"--exclude {path}: no such file (pass evaluation JSONL files, "
+                             "e.g. ../shared/data/dev/*.jsonl)")
     exclude = frozenset(fold(r["text"]) for path in args.exclude for r in _jsonl(path))
     return build(args.shared_train, seed=seed, extra=tuple(args.extra_data), exclude=exclude)
 

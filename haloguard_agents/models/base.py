@@ -22,11 +22,9 @@ class Guard(Protocol):
     # Optional: ``thresholds: Mapping[Surface, float]``, the model's recommended threshold per
     # surface, used by the firewall wherever the configuration does not set one.
 
-    def score(self, contents: Sequence[Content | str]) -> list[Verdict]:
-        """Verdicts in order; a plain string is scored as a user input."""
-        ...
+    def score(self, contents: Sequence[Content]) -> list[Verdict]: ...
 
-    async def ascore(self, contents: Sequence[Content | str]) -> list[Verdict]: ...
+    async def ascore(self, contents: Sequence[Content]) -> list[Verdict]: ...
 
 
 class VerdictCache:
@@ -69,6 +67,7 @@ class LocalGuard:
         )
 
     def score(self, contents: Sequence[Content | str]) -> list[Verdict]:
+        """Verdicts in order; a plain string is scored as a user input."""
         return self._batcher.run(as_contents(contents))
 
     async def ascore(self, contents: Sequence[Content | str]) -> list[Verdict]:
