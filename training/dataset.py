@@ -304,6 +304,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def from_arguments(args: argparse.Namespace, seed: int = 0) -> list[Row]:
+    """The rows ``add_arguments``' options choose; a bad path stops with what to pass instead."""
     for d in args.extra_data:
         if not any(d.glob("*.jsonl")):
             raise SystemExit(f"--extra-data {d}: no *.jsonl files there")
