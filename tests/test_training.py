@@ -13,7 +13,7 @@ from haloguard_agents.policies import load_constitution
 from training import dataset
 from training.cues import skewed
 from training.overlap import overlaps
-from training.train_builtin import RUN_SETTINGS, policy_loss, row_loss, run_id, train_lexical
+from training.train_builtin import RUN_SETTINGS, collate, policy_loss, row_loss, run_id, train_lexical
 
 IDS = set(load_constitution().ids)
 
@@ -107,13 +107,22 @@ def test_a_checkpoint_resumes_only_the_run_it_belongs_to():
             dataset.Row("how to make a bomb", 1, "user_input", "en", "written:x", "MIT")]
     args = argparse.Namespace(**{k: 1 for k in RUN_SETTINGS}, epochs=2, threads=0)
     same = run_id(args, rows)
-    args.epochs, args.threads = 3, 2  # one more epoch, other threads: the same run
+    args.epochs, args.threads, args.device = 3, 2, "cuda"  # more epochs, elsewhere: the same run
     assert run_id(args, rows) == same
     args.first_trainable = 4
     assert run_id(args, rows) != same
     args.first_trainable = 1
     rows[0].split = "holdout"
     assert run_id(args, rows) != same
+
+
+def test_a_batch_is_padded_masked_and_placed_on_the_training_device():
+    states = [torch.full((2, 4), 0.5, dtype=torch.float16), torch.ones(3, 4, dtype=torch.float16)]
+    hidden, mask = collate(states, [1, 0], torch.device("cpu"))
+    assert hidden.dtype == torch.float32 and hidden.shape == (2, 3, 4)
+    assert mask.tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert hidden[1, :2].eq(0.5).all() and hidden[1, 2].eq(0).all()
+    assert all(t.is_meta for t in collate(states, [0, 1], torch.device("meta")))
 
 
 def test_lexical_head_learns_the_words_that_separate_the_labels():

@@ -51,8 +51,9 @@ class LoRALinear(nn.Module):
     def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.05):
         super().__init__()
         self.base = base
-        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
+        device = base.weight.device
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, device=device))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, device=device))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.scale = alpha / rank
         self.dropout = nn.Dropout(dropout)
@@ -114,15 +115,16 @@ class Top(nn.Module):
 
 @torch.inference_mode()
 def lower_states(model, tokenizer, texts: list[str], first: int, max_length: int, batch: int = 64) -> list[torch.Tensor]:
-    """Outputs of the frozen lower layers, one fp16 [length, hidden] tensor per text."""
+    """Outputs of the frozen lower layers, one fp16 [length, hidden] tensor per text, on the CPU."""
     enc = tokenizer(texts, truncation=True, max_length=max_length)
     order = sorted(range(len(texts)), key=lambda i: len(enc["input_ids"][i]))
     states: list[torch.Tensor | None] = [None] * len(texts)
     for start in tqdm(range(0, len(order), batch), desc="frozen layers", unit="batch"):
         idx = order[start:start + batch]
         padded = tokenizer.pad({"input_ids": [enc["input_ids"][i] for i in idx]}, return_tensors="pt")
+        padded = padded.to(model.device)
         hidden = run_layers(model.bert.encoder.layer[:first], model.bert.embeddings(input_ids=padded["input_ids"]),
-                            padded["attention_mask"])
+                            padded["attention_mask"]).cpu()
         for row, i in enumerate(idx):
             states[i] = hidden[row, : len(enc["input_ids"][i])].to(torch.float16).clone()
     return states  # type: ignore[return-value]
@@ -151,7 +153,7 @@ def batches(indices: list[int], lengths: list[int], size: int, rng: random.Rando
     return out
 
 
-def collate(states: list[torch.Tensor], idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def collate(states: list[torch.Tensor], idx: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(states[i].shape[0] for i in idx)
     hidden = torch.zeros(len(idx), width, states[idx[0]].shape[1])
     mask = torch.zeros(len(idx), width)
@@ -159,7 +161,7 @@ def collate(states: list[torch.Tensor], idx: list[int]) -> tuple[torch.Tensor, t
         n = states[i].shape[0]
         hidden[row, :n] = states[i].float()
         mask[row, :n] = 1
-    return hidden, mask
+    return hidden.to(device), mask.to(device)
 
 
 def targets(rows: list[dataset.Row], policy_ids: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -213,13 +215,14 @@ def fit_policy_heads(top: Top, states: list[torch.Tensor], idx: list[int], y: to
     overall label is learned, not when the 46 policy rows are. The overall row is left as trained.
     """
     top.eval()
+    device = top.classifier.weight.device
     order = sorted(range(len(idx)), key=lambda i: states[idx[i]].shape[0])  # little padding
-    feats = torch.empty(len(idx), top.classifier.in_features)
+    feats = torch.empty(len(idx), top.classifier.in_features, device=device)
     with torch.no_grad():
         for i in tqdm(range(0, len(order), 64), desc="policy heads", unit="batch"):
             chunk = order[i:i + 64]
-            feats[chunk] = top.pooled(*collate(states, [idx[j] for j in chunk]))
-    labels, m = y[idx, 1:], mask[idx, 1:]
+            feats[chunk] = top.pooled(*collate(states, [idx[j] for j in chunk], device))
+    labels, m = y[idx, 1:].to(device), mask[idx, 1:].to(device)
     weight = top.classifier.weight[1:].detach().clone().requires_grad_(True)
     bias = top.classifier.bias[1:].detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([weight, bias], lr=1e-2)
@@ -274,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="where the encoder trains, e.g. cuda: minutes, not an hour")
     ap.add_argument("--lexical-weight", type=float, default=0.25,
                     help="share of the n-gram head in the overall logit (chosen on the dev sets)")
     ap.add_argument("--lexical-epochs", type=int, default=12)
@@ -299,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     model = BertForSequenceClassification.from_pretrained(
         base_dir, num_hidden_layers=args.layers, num_labels=len(labels), problem_type="multi_label_classification")
-    model.eval()
+    model.to(args.device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
 
@@ -329,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = args.work / "checkpoint.pt"
     run = run_id(args, rows)
     if ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=False, map_location="cpu")
         if state.get("run", run) != run:  # checkpoints from before run ids are trusted
             sys.exit(f"{ckpt} is a checkpoint of another run (other data or settings); "
                      "pass another --work or delete it to start over")
@@ -346,9 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         bar = tqdm(plan, desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch")
         running = 0.0
         for step, idx in enumerate(bar):
-            hidden, m = collate(states, idx)
-            logits = top(hidden, m)
-            loss = (row_loss(logits, y[idx], mask[idx]) * weight[idx]).mean()
+            logits = top(*collate(states, idx, args.device))
+            y_b, m_b, w_b = (t[idx].to(args.device) for t in (y, mask, weight))
+            loss = (row_loss(logits, y_b, m_b) * w_b).mean()
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable + head, 1.0)
@@ -362,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     fit_policy_heads(top, states, train_idx, y, mask)
     top.eval()
     with torch.inference_mode():
-        logits = torch.cat([top(*collate(states, hold_idx[i:i + 64])) for i in range(0, len(hold_idx), 64)])
+        logits = torch.cat([top(*collate(states, hold_idx[i:i + 64], args.device)).cpu()
+                            for i in range(0, len(hold_idx), 64)])
     hold_y = y[hold_idx]
     torch.manual_seed(args.seed)
     lexical_head = train_lexical([texts[i] for i in train_idx], y[train_idx, 0], weight[train_idx], args.lexical_epochs)
@@ -384,12 +389,12 @@ def main(argv: list[str] | None = None) -> int:
 
     tensors = {}
     for name, module in wrapped.items():
-        tensors[f"{name}.lora_A"] = module.lora_A.detach().clone()
-        tensors[f"{name}.lora_B"] = module.lora_B.detach().clone()
+        tensors[f"{name}.lora_A"] = module.lora_A.detach().cpu().clone()
+        tensors[f"{name}.lora_B"] = module.lora_B.detach().cpu().clone()
     for name, p in model.bert.pooler.named_parameters():
-        tensors[f"bert.pooler.{name}"] = p.detach().clone()
+        tensors[f"bert.pooler.{name}"] = p.detach().cpu().clone()
     for name, p in model.classifier.named_parameters():
-        tensors[f"classifier.{name}"] = p.detach().clone()
+        tensors[f"classifier.{name}"] = p.detach().cpu().clone()
     meta = {
         "version": builtin.FORMAT_VERSION,
         "labels": labels,
