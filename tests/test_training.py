@@ -13,7 +13,8 @@ from haloguard_agents.policies import load_constitution
 from training import dataset
 from training.cues import skewed
 from training.overlap import overlaps
-from training.train_builtin import RUN_SETTINGS, collate, policy_loss, row_loss, run_id, train_lexical
+from training.train_builtin import (RUN_SETTINGS, Top, attach_lora, collate, policy_loss, row_loss, run_id,
+                                    train_lexical)
 
 IDS = set(load_constitution().ids)
 
@@ -123,6 +124,34 @@ def test_a_batch_is_padded_masked_and_placed_on_the_training_device():
     assert mask.tolist() == [[1, 1, 1], [1, 1, 0]]
     assert hidden[1, :2].eq(0.5).all() and hidden[1, 2].eq(0).all()
     assert all(t.is_meta for t in collate(states, [0, 1], torch.device("meta")))
+
+
+def test_a_checkpoint_holds_the_trained_tensors_and_restores_them():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    def top():
+        torch.manual_seed(0)
+        config = BertConfig(vocab_size=500, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                            intermediate_size=64, num_labels=3)
+        model = BertForSequenceClassification(config).eval()
+        model.requires_grad_(False)
+        wrapped = attach_lora(model, first=1, rank=2, alpha=4)
+        for p in [p for m in wrapped.values() for p in (m.lora_A, m.lora_B)] + list(model.classifier.parameters()):
+            p.requires_grad_(True)
+        return Top(model, first=1)
+
+    trained, fresh = top(), top()
+    with torch.no_grad():
+        for p in trained.parameters():
+            if p.requires_grad:
+                p.add_(1.0)
+    saved = trained.trained()
+    assert saved and all("lora_" in k or k.startswith("classifier.") for k in saved)  # not the frozen base
+    fresh.restore(saved)
+    hidden, mask = torch.randn(2, 5, 32), torch.ones(2, 5)
+    assert torch.equal(fresh.eval()(hidden, mask), trained.eval()(hidden, mask))
+    with pytest.raises(ValueError, match="lacks 1 trained tensors"):
+        fresh.restore({k: v for k, v in saved.items() if k != "classifier.bias"})
 
 
 def test_lexical_head_learns_the_words_that_separate_the_labels():

@@ -101,7 +101,17 @@ class Top(nn.Module):
         self.pooler = model.bert.pooler
         self.dropout = nn.Dropout(0.1)
         self.classifier = model.classifier
-        self.model = model
+
+    def trained(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint needs: the tensors training changes (MBs), not the frozen base (about 470 MB)."""
+        return {name: p.detach().cpu() for name, p in self.named_parameters() if p.requires_grad}
+
+    def restore(self, trained: dict[str, torch.Tensor]) -> None:
+        missing = self.trained().keys() - trained.keys()
+        if missing:
+            raise ValueError(f"the checkpoint lacks {len(missing)} trained tensors, e.g. {sorted(missing)[0]}; "
+                             "delete it to start over")
+        self.load_state_dict(trained, strict=False)  # older checkpoints also hold the frozen base
 
     def pooled(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hidden = run_layers(self.layers, hidden, mask)
@@ -337,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         if state.get("run", run) != run:  # checkpoints from before run ids are trusted
             sys.exit(f"{ckpt} is a checkpoint of another run (other data or settings); "
                      "pass another --work or delete it to start over")
-        top.load_state_dict(state["top"])
+        top.restore(state["top"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch = state["epoch"]
@@ -360,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             scheduler.step()
             running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
             bar.set_postfix(loss=f"{running:.3f}")
-        torch.save({"top": top.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        torch.save({"top": top.trained(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "epoch": epoch + 1, "rng": rng.getstate(), "run": run}, ckpt)
 
     fit_policy_heads(top, states, train_idx, y, mask)
