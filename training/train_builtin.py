@@ -107,7 +107,7 @@ class Top(nn.Module):
         return {name: p.detach().cpu() for name, p in self.named_parameters() if p.requires_grad}
 
     def restore(self, trained: dict[str, torch.Tensor]) -> None:
-        missing = self.trained().keys() - trained.keys()
+        missing = {name for name, p in self.named_parameters() if p.requires_grad} - trained.keys()
         if missing:
             raise ValueError(f"the checkpoint lacks {len(missing)} trained tensors, e.g. {sorted(missing)[0]}; "
                              "delete it to start over")
@@ -347,7 +347,10 @@ def main(argv: list[str] | None = None) -> int:
         if state.get("run", run) != run:  # checkpoints from before run ids are trusted
             sys.exit(f"{ckpt} is a checkpoint of another run (other data or settings); "
                      "pass another --work or delete it to start over")
-        top.restore(state["top"])
+        try:
+            top.restore(state["top"])
+        except ValueError as e:
+            sys.exit(f"{ckpt}: {e}")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch = state["epoch"]
