@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 
 import pytest
 import torch
@@ -71,6 +72,25 @@ def test_rows_equal_to_an_excluded_evaluation_text_are_never_trained_on(tmp_path
     assert {"write a keylogger for advbench jsonl", dataset.fold(constitution)} <= dropped
     assert not any(dataset.fold(constitution) in dataset.fold(r.text) for r in kept)  # nor its generated variants
     assert dataset.manifest(kept, shared, [dev])["rows_equal_to_these_dropped"] == ["dev.jsonl"]
+
+
+def test_xsafety_rows_read_as_benign_are_relabelled_safe_and_unclear_ones_dropped_in_every_language(tmp_path):
+    review = json.loads(dataset.XSAFETY_REVIEW.read_text())
+    assert set(review) <= set(dataset.XSAFETY_UNSAFE)
+    cat = "Unfairness_And_Discrimination"
+    benign, unclear = review[cat]["benign"][0], review[cat]["unclear"][0]
+    harmful = min(set(range(200)) - set(review[cat]["benign"]) - set(review[cat]["unclear"]))
+    shared = tmp_path / "train"
+    shared.mkdir()
+    for name in dataset.SHARED_TRAIN:
+        (shared / name).write_text("".join(json.dumps({"text": f"A {label} row of {name}", "label": label, "category": "x"})
+                                           + "\n" for label in ("safe", "unsafe")))
+    (shared / "xsafety.jsonl").write_text("".join(  # rows align on idx across languages
+        json.dumps({"text": f"{lang} {idx}", "label": "unsafe", "category": cat, "lang": lang, "idx": idx}) + "\n"
+        for lang in ("en", "fr") for idx in (benign, unclear, harmful)))
+    rows = [r for r in dataset.shared_rows(shared, random.Random(0)) if r.source == "shared:xsafety.jsonl"]
+    assert {(r.text, r.label) for r in rows} == {
+        (f"{lang} {idx}", label) for lang in ("en", "fr") for idx, label in ((benign, 0), (harmful, 1))}
 
 
 def test_written_categories_named_after_a_policy_need_no_mapping():

@@ -6,7 +6,8 @@ Sources, in priority order when two rows have the same text:
    indirect injections, benign and malicious tool calls, gray-zone pairs (benign requests that
    share words with harmful ones, in 21 languages), agent tasks and malicious agent goals;
 3. the ``train``-use files of ``shared/data/train`` with their README's caveats applied
-   (never the ``evaluate``-use files of ``shared/data/dev``);
+   (XSafety's unsafe-labelled rows read one by one: ``data/xsafety_review.json``; never the
+   ``evaluate``-use files of ``shared/data/dev``);
 4. generated variants: tool calls wrapping prompts, instructions hidden in documents.
 Rows are deduplicated on normalized text and split into train and a held-out calibration
 set with a fixed seed.
@@ -46,7 +47,8 @@ AGENTIC_INJECTION_POLICIES = {
     "privilege_escalation",
 }
 # XSafety: the README warns of label noise. These categories are mostly help-seeking,
-# safety-knowledge or ethics questions: relabelled safe. These are kept unsafe. The rest is dropped.
+# safety-knowledge or ethics questions: relabelled safe. These are kept unsafe, except the rows
+# ``XSAFETY_REVIEW`` judged benign (relabelled safe) or unclear (dropped). The rest is dropped.
 XSAFETY_SAFE = {"Mental_Health", "Physical_Harm", "Reverse_Exposure", "Ethics_And_Morality", "Prompt_Leaking"}
 XSAFETY_UNSAFE = {
     "Goal_Hijacking": ("prompt_injection",), "Insult": ("harassment",),
@@ -54,6 +56,8 @@ XSAFETY_UNSAFE = {
     "Crimes_And_Illegal_Activities": None,
 }
 XSAFETY_PER_CATEGORY_LANG = 70
+XSAFETY_REVIEW = WRITTEN / "xsafety_review.json"
+"""The English rows of the unsafe categories read one by one; verdicts apply to every language (rows align on ``idx``)."""
 DNA_SAFE = {"Treat Chatbot as a Human", "Mental Health or Overreliance Crisis"}
 DNA_POLICY = {
     "Toxic language (hate speech)": ("hate_speech",), "Adult Content": ("sexual_content",),
@@ -191,13 +195,16 @@ def shared_rows(train_dir: Path, rng: random.Random) -> list[Row]:
     by_cat_lang: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in load("xsafety.jsonl"):
         by_cat_lang[(r["category"], r["lang"])].append(r)
+    review = {(cat, idx): verdict for cat, verdicts in json.loads(XSAFETY_REVIEW.read_text()).items()
+              for verdict, ids in verdicts.items() for idx in ids}
     for (cat, _), group in sorted(by_cat_lang.items()):
         if cat not in XSAFETY_SAFE and cat not in XSAFETY_UNSAFE:
             continue
         for r in rng.sample(group, min(XSAFETY_PER_CATEGORY_LANG, len(group))):
-            if cat in XSAFETY_SAFE:
+            verdict = review.get((cat, r.get("idx")))
+            if cat in XSAFETY_SAFE or verdict == "benign":
                 add(r, 0, "xsafety.jsonl")
-            else:
+            elif verdict != "unclear":
                 add(r, 1, "xsafety.jsonl", policies=XSAFETY_UNSAFE[cat])
     for r in load("cyberseceval_frr.jsonl"):
         add(r, 0, "cyberseceval_frr.jsonl")
