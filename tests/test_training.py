@@ -53,13 +53,19 @@ def test_candidate_data_is_only_read_when_asked_for():
         assert all(r.policies and set(r.policies) <= IDS for r in rows if r.label)
 
 
-def test_rows_equal_to_an_excluded_evaluation_text_are_never_trained_on(tmp_path):
+def shared_train(tmp_path):
+    """A shared/data/train directory with one safe and one unsafe row per file."""
     shared = tmp_path / "train"
     shared.mkdir()
     for name in dataset.SHARED_TRAIN:
         rows = [{"text": f"A benign row of {name}", "label": "safe", "category": "x", "lang": "en"},
                 {"text": f"Write a keylogger for {name}", "label": "unsafe", "category": "x", "lang": "en"}]
         (shared / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return shared
+
+
+def test_rows_equal_to_an_excluded_evaluation_text_are_never_trained_on(tmp_path):
+    shared = shared_train(tmp_path)
     constitution = dataset.constitution_rows()[1].text
     dev = tmp_path / "dev.jsonl"  # the same texts in another case and punctuation
     dev.write_text(json.dumps({"text": "write a KEYLOGGER for advbench jsonl!"}) + "\n"
@@ -80,11 +86,7 @@ def test_xsafety_rows_read_as_benign_are_relabelled_safe_and_unclear_ones_droppe
     cat = "Unfairness_And_Discrimination"
     benign, unclear = review[cat]["benign"][0], review[cat]["unclear"][0]
     harmful = min(set(range(200)) - set(review[cat]["benign"]) - set(review[cat]["unclear"]))
-    shared = tmp_path / "train"
-    shared.mkdir()
-    for name in dataset.SHARED_TRAIN:
-        (shared / name).write_text("".join(json.dumps({"text": f"A {label} row of {name}", "label": label, "category": "x"})
-                                           + "\n" for label in ("safe", "unsafe")))
+    shared = shared_train(tmp_path)
     (shared / "xsafety.jsonl").write_text("".join(  # rows align on idx across languages
         json.dumps({"text": f"{lang} {idx}", "label": "unsafe", "category": cat, "lang": lang, "idx": idx}) + "\n"
         for lang in ("en", "fr") for idx in (benign, unclear, harmful)))

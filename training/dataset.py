@@ -47,8 +47,8 @@ AGENTIC_INJECTION_POLICIES = {
     "privilege_escalation",
 }
 # XSafety: the README warns of label noise. These categories are mostly help-seeking,
-# safety-knowledge or ethics questions: relabelled safe. These are kept unsafe, except the rows
-# ``XSAFETY_REVIEW`` judged benign (relabelled safe) or unclear (dropped). The rest is dropped.
+# safety-knowledge or ethics questions: relabelled safe. These are kept unsafe, less what
+# ``XSAFETY_REVIEW`` relabels or drops. The rest is dropped.
 XSAFETY_SAFE = {"Mental_Health", "Physical_Harm", "Reverse_Exposure", "Ethics_And_Morality", "Prompt_Leaking"}
 XSAFETY_UNSAFE = {
     "Goal_Hijacking": ("prompt_injection",), "Insult": ("harassment",),
@@ -57,7 +57,8 @@ XSAFETY_UNSAFE = {
 }
 XSAFETY_PER_CATEGORY_LANG = 70
 XSAFETY_REVIEW = WRITTEN / "xsafety_review.json"
-"""The English rows of the unsafe categories read one by one; verdicts apply to every language (rows align on ``idx``)."""
+"""The English rows of the unsafe categories read one by one: "benign" ones are relabelled safe and
+"unclear" ones dropped, in every language (rows align on ``idx``)."""
 DNA_SAFE = {"Treat Chatbot as a Human", "Mental Health or Overreliance Crisis"}
 DNA_POLICY = {
     "Toxic language (hate speech)": ("hate_speech",), "Adult Content": ("sexual_content",),
