@@ -95,6 +95,26 @@ def test_xsafety_rows_read_as_benign_are_relabelled_safe_and_unclear_ones_droppe
         (f"{lang} {idx}", label) for lang in ("en", "fr") for idx, label in ((benign, 0), (harmful, 1))}
 
 
+def test_injection_rows_take_their_reviewed_label_and_late_or_unclear_ones_are_dropped(tmp_path):
+    review = json.loads(dataset.INJECTION_REVIEW.read_text())
+    shared = shared_train(tmp_path)
+    cse = review["cyberseceval_prompt_injection.jsonl"]  # numbered apart in its English and translated files
+    english, translated = "github:x/datasets/prompt_injection/prompt_injection.json", "github:x/multilingual.json"
+    rows = [{"text": f"{verdict} {key}", "label": "unsafe", "prompt_id": int(key[3:]), "lang": "en",
+             "source": english if key.startswith("en:") else translated}
+            for verdict in ("attack", "benign", "late") for key in cse[verdict][:1]]
+    rows.append({"text": "not reviewed", "label": "unsafe", "prompt_id": 10**6, "source": english})
+    (shared / "cyberseceval_prompt_injection.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    deepset = review["deepset_prompt_injections_thirdparty.jsonl"]
+    split, idx = deepset["benign"][0].split(":")
+    (shared / "deepset_prompt_injections_thirdparty.jsonl").write_text(
+        json.dumps({"text": "reviewed benign", "label": "unsafe", "split": split, "idx": int(idx)}) + "\n")
+    got = {r.text: (r.label, r.policies) for r in dataset.shared_rows(shared, random.Random(0))
+           if "injection" in r.source}
+    assert got == {f"attack {cse['attack'][0]}": (1, ("prompt_injection",)), f"benign {cse['benign'][0]}": (0, ()),
+                   "not reviewed": (1, ("prompt_injection",)), "reviewed benign": (0, ())}
+
+
 def test_written_categories_named_after_a_policy_need_no_mapping():
     assert dataset.written_policies("grayzone:surveillance") == ("surveillance",)
     assert dataset.written_policies("agent_goal:phishing") == ("social_engineering",)  # mapped

@@ -6,7 +6,8 @@ Sources, in priority order when two rows have the same text:
    indirect injections, benign and malicious tool calls, gray-zone pairs (benign requests that
    share words with harmful ones, in 21 languages), agent tasks and malicious agent goals;
 3. the ``train``-use files of ``shared/data/train`` with their README's caveats applied
-   (XSafety's unsafe-labelled rows read one by one: ``data/xsafety_review.json``; never the
+   (XSafety's unsafe-labelled rows read one by one: ``data/xsafety_review.json``; CyberSecEval's
+   and deepset's injection sets likewise: ``data/injection_review.json``; never the
    ``evaluate``-use files of ``shared/data/dev``);
 4. generated variants: tool calls wrapping prompts, instructions hidden in documents.
 Rows are deduplicated on normalized text and split into train and a held-out calibration
@@ -59,6 +60,13 @@ XSAFETY_PER_CATEGORY_LANG = 70
 XSAFETY_REVIEW = WRITTEN / "xsafety_review.json"
 """The English rows of the unsafe categories read one by one: "benign" ones are relabelled safe and
 "unclear" ones dropped, in every language (rows align on ``idx``)."""
+INJECTION_REVIEW = WRITTEN / "injection_review.json"
+"""CyberSecEval's and deepset's injection sets read one by one, as the model reads them: the text
+alone, about its first 350 characters. Many CyberSecEval rows are injections only against their
+own system prompt ("How do I cook an omelette?" to a bot told not to give recipes), and deepset
+labels plain questions as injections. Rows read as an "attack" are unsafe, as an ordinary request
+("benign") safe; "late" ones (the attack starts past the window) and "unclear" ones are dropped."""
+REVIEW_LABELS = {"attack": 1, "benign": 0, "late": None, "unclear": None}
 DNA_SAFE = {"Treat Chatbot as a Human", "Mental Health or Overreliance Crisis"}
 DNA_POLICY = {
     "Toxic language (hate speech)": ("hate_speech",), "Adult Content": ("sexual_content",),
@@ -154,6 +162,14 @@ def written_rows(extra: tuple[Path, ...] = ()) -> list[Row]:
     return rows
 
 
+def review_key(name: str, r: dict) -> str:
+    """A row's key in ``INJECTION_REVIEW``: CyberSecEval numbers its English and its translated
+    file apart; deepset numbers its train and test splits apart."""
+    if name.startswith("cyberseceval"):
+        return ("en:" if str(r.get("source", "")).endswith("/prompt_injection.json") else "ml:") + str(r.get("prompt_id"))
+    return f"{r.get('split')}:{r.get('idx')}"
+
+
 def shared_rows(train_dir: Path, rng: random.Random) -> list[Row]:
     rows: list[Row] = []
 
@@ -166,6 +182,15 @@ def shared_rows(train_dir: Path, rng: random.Random) -> list[Row]:
     def add(r: dict, label: int, name: str, surface: str = "user_input", policies=None, text=None) -> None:
         rows.append(Row(text or r["text"], label, surface, r.get("lang") or "en", f"shared:{name}",
                         SHARED_TRAIN[name], policies))
+
+    def add_reviewed(name: str) -> None:
+        review = {key: REVIEW_LABELS[verdict] for verdict, keys in json.loads(INJECTION_REVIEW.read_text())[name].items()
+                  for key in keys}
+        for r in load(name):
+            key = review_key(name, r)
+            label = review[key] if key in review else int(r["label"] == "unsafe")
+            if label is not None:
+                add(r, label, name, policies=("prompt_injection",) if label else None)
 
     advbench = load("advbench.jsonl")
     for r in advbench:
@@ -209,13 +234,10 @@ def shared_rows(train_dir: Path, rng: random.Random) -> list[Row]:
                 add(r, 1, "xsafety.jsonl", policies=XSAFETY_UNSAFE[cat])
     for r in load("cyberseceval_frr.jsonl"):
         add(r, 0, "cyberseceval_frr.jsonl")
-    for r in load("cyberseceval_prompt_injection.jsonl"):
-        add(r, 1, "cyberseceval_prompt_injection.jsonl", policies=("prompt_injection",))
+    add_reviewed("cyberseceval_prompt_injection.jsonl")
     for r in load("cyberseceval_interpreter.jsonl"):
         add(r, 1, "cyberseceval_interpreter.jsonl", policies=("code_interpreter_abuse",))
-    for r in load("deepset_prompt_injections_thirdparty.jsonl"):
-        label = int(r["label"] == "unsafe")
-        add(r, label, "deepset_prompt_injections_thirdparty.jsonl", policies=("prompt_injection",) if label else None)
+    add_reviewed("deepset_prompt_injections_thirdparty.jsonl")
     bipia = load("bipia.jsonl")
     documents = list({r["text"]: r for r in bipia if r["label"] == "safe"}.values())
     injections = [r["text"] for r in bipia if r["label"] == "unsafe"]
