@@ -95,7 +95,7 @@ def test_xsafety_rows_read_as_benign_are_relabelled_safe_and_unclear_ones_droppe
         (f"{lang} {idx}", label) for lang in ("en", "fr") for idx, label in ((benign, 0), (harmful, 1))}
 
 
-def test_injection_rows_take_their_reviewed_label_and_late_or_unclear_ones_are_dropped(tmp_path):
+def test_with_review_injections_rows_take_their_reviewed_label_and_late_or_unclear_ones_are_dropped(tmp_path):
     review = json.loads(dataset.INJECTION_REVIEW.read_text())
     shared = shared_train(tmp_path)
     cse = review["cyberseceval_prompt_injection.jsonl"]  # numbered apart in its English and translated files
@@ -109,10 +109,12 @@ def test_injection_rows_take_their_reviewed_label_and_late_or_unclear_ones_are_d
     split, idx = deepset["benign"][0].split(":")
     (shared / "deepset_prompt_injections_thirdparty.jsonl").write_text(
         json.dumps({"text": "reviewed benign", "label": "unsafe", "split": split, "idx": int(idx)}) + "\n")
-    got = {r.text: (r.label, r.policies) for r in dataset.shared_rows(shared, random.Random(0))
+    got = {r.text: r.label for r in dataset.shared_rows(shared, random.Random(0), review_injections=True)
            if "injection" in r.source}
-    assert got == {f"attack {cse['attack'][0]}": (1, ("prompt_injection",)), f"benign {cse['benign'][0]}": (0, ()),
-                   "not reviewed": (1, ("prompt_injection",)), "reviewed benign": (0, ())}
+    assert got == {f"attack {cse['attack'][0]}": 1, f"benign {cse['benign'][0]}": 0, "not reviewed": 1,
+                   "reviewed benign": 0}
+    as_published = {r.text: r.label for r in dataset.shared_rows(shared, random.Random(0)) if "injection" in r.source}
+    assert as_published == {text: 1 for text in {*got, f"late {cse['late'][0]}"}}
 
 
 def test_written_categories_named_after_a_policy_need_no_mapping():

@@ -7,8 +7,8 @@ Sources, in priority order when two rows have the same text:
    share words with harmful ones, in 21 languages), agent tasks and malicious agent goals;
 3. the ``train``-use files of ``shared/data/train`` with their README's caveats applied
    (XSafety's unsafe-labelled rows read one by one: ``data/xsafety_review.json``; CyberSecEval's
-   and deepset's injection sets likewise: ``data/injection_review.json``; never the
-   ``evaluate``-use files of ``shared/data/dev``);
+   and deepset's injection sets likewise, with ``--review-injections``: ``data/injection_review.json``;
+   never the ``evaluate``-use files of ``shared/data/dev``);
 4. generated variants: tool calls wrapping prompts, instructions hidden in documents.
 Rows are deduplicated on normalized text and split into train and a held-out calibration
 set with a fixed seed.
@@ -170,7 +170,7 @@ def review_key(name: str, r: dict) -> str:
     return f"{r.get('split')}:{r.get('idx')}"
 
 
-def shared_rows(train_dir: Path, rng: random.Random) -> list[Row]:
+def shared_rows(train_dir: Path, rng: random.Random, review_injections: bool = False) -> list[Row]:
     rows: list[Row] = []
 
     def load(name: str) -> list[dict]:
@@ -184,8 +184,8 @@ def shared_rows(train_dir: Path, rng: random.Random) -> list[Row]:
                         SHARED_TRAIN[name], policies))
 
     def add_reviewed(name: str) -> None:
-        review = {key: REVIEW_LABELS[verdict] for verdict, keys in json.loads(INJECTION_REVIEW.read_text())[name].items()
-                  for key in keys}
+        verdicts = json.loads(INJECTION_REVIEW.read_text())[name] if review_injections else {}
+        review = {key: REVIEW_LABELS[verdict] for verdict, keys in verdicts.items() for key in keys}
         for r in load(name):
             key = review_key(name, r)
             label = review[key] if key in review else int(r["label"] == "unsafe")
@@ -298,10 +298,10 @@ def generated_rows(base: list[Row], rng: random.Random) -> list[Row]:
 
 
 def build(train_dir: Path, seed: int = 0, holdout: float = 0.1, extra: tuple[Path, ...] = (),
-          exclude: frozenset[str] = frozenset()) -> list[Row]:
+          exclude: frozenset[str] = frozenset(), review_injections: bool = False) -> list[Row]:
     """``exclude``: folded texts (see ``fold``) of evaluation rows that must not be trained on."""
     rng = random.Random(seed)
-    base = constitution_rows() + written_rows(extra) + shared_rows(train_dir, rng)
+    base = constitution_rows() + written_rows(extra) + shared_rows(train_dir, rng, review_injections)
     if exclude:
         base = [r for r in base if fold(r.text) not in exclude]
     rows = base + generated_rows(base, rng)
@@ -331,6 +331,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--exclude", type=Path, nargs="+", action="extend", default=[], metavar="FILE",
                     help="evaluation JSONL files never to train on: training rows equal to one of their texts "
                          "(case, punctuation and spacing folded) are dropped")
+    ap.add_argument("--review-injections", action="store_true",
+                    help=f"label CyberSecEval's and deepset's injection rows as {INJECTION_REVIEW.name} read them "
+                         "(measured, not in the shipped recipe: see training/data/candidates/README.md)")
 
 
 def from_arguments(args: argparse.Namespace, seed: int = 0) -> list[Row]:
@@ -343,7 +346,8 @@ def from_arguments(args: argparse.Namespace, seed: int = 0) -> list[Row]:
             raise SystemExit(f"--exclude {path}: no such file (pass evaluation JSONL files, "
                              "e.g. ../shared/data/dev/*.jsonl)")
     exclude = frozenset(fold(r["text"]) for path in args.exclude for r in _jsonl(path))
-    return build(args.shared_train, seed=seed, extra=tuple(args.extra_data), exclude=exclude)
+    return build(args.shared_train, seed=seed, extra=tuple(args.extra_data), exclude=exclude,
+                 review_injections=args.review_injections)
 
 
 def manifest(rows: list[Row], train_dir: Path, excluded: Sequence[Path] = ()) -> dict:
