@@ -183,9 +183,10 @@ def shared_rows(train_dir: Path, rng: random.Random, review_injections: bool = F
         rows.append(Row(text or r["text"], label, surface, r.get("lang") or "en", f"shared:{name}",
                         SHARED_TRAIN[name], policies))
 
+    injection_review = json.loads(INJECTION_REVIEW.read_text()) if review_injections else {}
+
     def add_reviewed(name: str) -> None:
-        verdicts = json.loads(INJECTION_REVIEW.read_text())[name] if review_injections else {}
-        review = {key: REVIEW_LABELS[verdict] for verdict, keys in verdicts.items() for key in keys}
+        review = {key: REVIEW_LABELS[verdict] for verdict, keys in injection_review.get(name, {}).items() for key in keys}
         for r in load(name):
             key = review_key(name, r)
             label = review[key] if key in review else int(r["label"] == "unsafe")
