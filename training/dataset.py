@@ -166,7 +166,8 @@ def review_key(name: str, r: dict) -> str:
     """A row's key in ``INJECTION_REVIEW``: CyberSecEval numbers its English and its translated
     file apart; deepset numbers its train and test splits apart."""
     if name.startswith("cyberseceval"):
-        return ("en:" if str(r.get("source", "")).endswith("/prompt_injection.json") else "ml:") + str(r.get("prompt_id"))
+        english = str(r.get("source", "")).endswith("/prompt_injection.json")
+        return ("en:" if english else "ml:") + str(r.get("prompt_id"))
     return f"{r.get('split')}:{r.get('idx')}"
 
 
@@ -186,7 +187,8 @@ def shared_rows(train_dir: Path, rng: random.Random, review_injections: bool = F
     injection_review = json.loads(INJECTION_REVIEW.read_text()) if review_injections else {}
 
     def add_reviewed(name: str) -> None:
-        review = {key: REVIEW_LABELS[verdict] for verdict, keys in injection_review.get(name, {}).items() for key in keys}
+        verdicts = injection_review.get(name, {})
+        review = {key: REVIEW_LABELS[verdict] for verdict, keys in verdicts.items() for key in keys}
         for r in load(name):
             key = review_key(name, r)
             label = review[key] if key in review else int(r["label"] == "unsafe")
