@@ -100,6 +100,7 @@ WRITTEN_POLICIES = {
     "agent_goal:sabotage": ("destructive_actions",),
 }
 MAX_CHARS = 1500  # long jailbreak templates are cut; the model sees 128-token windows anyway
+WINDOW_CHARS = 120  # inside the 96 tokens the encoder trains on, even in Chinese or Japanese
 
 
 @dataclass
@@ -171,7 +172,8 @@ def review_key(name: str, r: dict) -> str:
     return f"{r.get('split')}:{r.get('idx')}"
 
 
-def shared_rows(train_dir: Path, rng: random.Random, review_injections: bool = False) -> list[Row]:
+def shared_rows(train_dir: Path, rng: random.Random, review_injections: bool = False,
+                windowed: bool = False) -> list[Row]:
     rows: list[Row] = []
 
     def load(name: str) -> list[dict]:
@@ -249,7 +251,7 @@ def shared_rows(train_dir: Path, rng: random.Random, review_injections: bool = F
         add(r, 0, "bipia.jsonl", surface=surface)
         if i % 3 == 0:  # BIPIA's own recipe: an injected instruction placed inside the document
             add(r, 1, "bipia.jsonl", surface=surface, policies=("prompt_injection",),
-                text=hide(r["text"], rng.choice(injections), rng))
+                text=hide(r["text"], rng.choice(injections), rng, windowed))
     return rows
 
 
@@ -261,12 +263,25 @@ WRAPPERS = (
 )
 
 
-def hide(document: str, instruction: str, rng: random.Random) -> str:
-    """Put an instruction inside a document, at a random paragraph boundary, in a random wrapper."""
+def hide(document: str, instruction: str, rng: random.Random, windowed: bool = False) -> str:
+    """Put an instruction inside a document, at a random paragraph boundary, in a random wrapper.
+
+    ``windowed`` cuts the document up to WINDOW_CHARS before the instruction, anywhere, even mid-word: the
+    model reads only a row's first tokens, and at inference a window of a long text starts anywhere too.
+    """
     wrapped = rng.choice(WRAPPERS).format(x=instruction)
     parts = document.split("\n")
     at = rng.randint(0, len(parts))
+    if windowed:
+        before = "\n".join(parts[:at])
+        return "\n".join([before[len(before) - rng.randint(0, WINDOW_CHARS):], wrapped, *parts[at:]])
     return "\n".join(parts[:at] + [wrapped] + parts[at:])
+
+
+def excerpt(document: str, others: list[str], rng: random.Random) -> str:
+    """A document and up to three others, read from anywhere: what a window inside a long tool result sees."""
+    text = "\n\n".join([document, *rng.sample(others, rng.randint(0, 3))])
+    return text[rng.randint(0, max(0, len(text) - WINDOW_CHARS)):]
 
 
 TOOLS = (
@@ -275,8 +290,12 @@ TOOLS = (
 )
 
 
-def generated_rows(base: list[Row], rng: random.Random) -> list[Row]:
-    """Tool calls carrying prompts as arguments; agentic instructions hidden in benign documents."""
+def generated_rows(base: list[Row], rng: random.Random, windowed: bool = False) -> list[Row]:
+    """Tool calls carrying prompts as arguments; agentic instructions hidden in benign documents.
+
+    ``windowed`` (see ``hide``) adds excerpts of benign documents, so a window that starts mid-document is not
+    itself a sign of an attack.
+    """
     out = []
     prompts = [r for r in base if r.surface == "user_input" and r.source.startswith(("constitution", "written"))]
     for r in rng.sample(prompts, min(2500, len(prompts))):
@@ -291,23 +310,28 @@ def generated_rows(base: list[Row], rng: random.Random) -> list[Row]:
                and r.surface != "tool_call"]
     for r in rng.sample(agentic, min(1200, len(agentic))):
         doc = rng.choice(docs)
-        out.append(Row(hide(doc.text, r.text, rng), 1, rng.choice(["retrieved_document", "tool_result"]), r.lang,
+        out.append(Row(hide(doc.text, r.text, rng, windowed), 1, rng.choice(["retrieved_document", "tool_result"]), r.lang,
                        f"generated:{r.source}", r.license, tuple(sorted({"prompt_injection", *r.policies}))))
     gray = [r for r in base if r.label == 0 and r.surface == "user_input" and r.source.startswith("constitution")]
     for r in rng.sample(gray, min(800, len(gray))):  # benign text quoted in a document stays benign
         doc = rng.choice(docs)
-        out.append(Row(hide(doc.text, r.text, rng), 0, doc.surface, r.lang, f"generated:{r.source}", r.license))
+        out.append(Row(hide(doc.text, r.text, rng, windowed), 0, doc.surface, r.lang, f"generated:{r.source}", r.license))
+    if windowed:
+        texts = [d.text for d in docs]
+        for doc in rng.sample(docs, min(1000, len(docs))):
+            out.append(Row(excerpt(doc.text, texts, rng), 0, doc.surface, doc.lang, f"generated:{doc.source}", doc.license))
     return out
 
 
 def build(train_dir: Path, seed: int = 0, holdout: float = 0.1, extra: tuple[Path, ...] = (),
-          exclude: frozenset[str] = frozenset(), review_injections: bool = False) -> list[Row]:
+          exclude: frozenset[str] = frozenset(), review_injections: bool = False, windowed: bool = False
+          ) -> list[Row]:
     """``exclude``: folded texts (see ``fold``) of evaluation rows that must not be trained on."""
     rng = random.Random(seed)
-    base = constitution_rows() + written_rows(extra) + shared_rows(train_dir, rng, review_injections)
+    base = constitution_rows() + written_rows(extra) + shared_rows(train_dir, rng, review_injections, windowed)
     if exclude:
         base = [r for r in base if fold(r.text) not in exclude]
-    rows = base + generated_rows(base, rng)
+    rows = base + generated_rows(base, rng, windowed)
     seen: set[tuple[str, str]] = set()
     unique = []
     for r in rows:
@@ -337,6 +361,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--review-injections", action="store_true",
                     help=f"label CyberSecEval's and deepset's injection rows as {INJECTION_REVIEW.name} read them "
                          "(measured, not in the shipped recipe: see training/data/candidates/README.md)")
+    ap.add_argument("--windowed-documents", action="store_true",
+                    help="keep each hidden instruction inside the window the model reads, and add excerpts of "
+                         "benign documents that start anywhere")
 
 
 def from_arguments(args: argparse.Namespace, seed: int = 0) -> list[Row]:
@@ -350,7 +377,7 @@ def from_arguments(args: argparse.Namespace, seed: int = 0) -> list[Row]:
                              "e.g. ../shared/data/dev/*.jsonl)")
     exclude = frozenset(fold(r["text"]) for path in args.exclude for r in _jsonl(path))
     return build(args.shared_train, seed=seed, extra=tuple(args.extra_data), exclude=exclude,
-                 review_injections=args.review_injections)
+                 review_injections=args.review_injections, windowed=args.windowed_documents)
 
 
 def manifest(rows: list[Row], train_dir: Path, excluded: Sequence[Path] = ()) -> dict:

@@ -42,7 +42,8 @@ def split_windows(tokenizer, texts: Sequence[str], size: int, overlap: int) -> l
         raise ValueError("window overlap must be smaller than the window size")
     stride = size - overlap
     windows: list[Window] = []
-    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    # verbose=False: longer than the model's limit is what windows are for, not worth a warning
+    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     for i, (text, offsets) in enumerate(zip(texts, enc["offset_mapping"])):
         n = len(offsets)
         if n <= size:
