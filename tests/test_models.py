@@ -295,6 +295,31 @@ def test_long_benign_document_is_clean(classifier):
     assert v.windows > 1
 
 
+def test_text_longer_than_the_model_is_windowed_without_a_warning(classifier_dir):
+    import logging
+
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from haloguard_agents.models.transformers_guard import split_windows
+
+    tokenizer = AutoTokenizer.from_pretrained(classifier_dir, model_max_length=32)  # warns once per tokenizer
+    warnings: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = warnings.append
+    library = logging.getLogger("transformers")  # it does not propagate to the root logger
+    level = hf_logging.get_verbosity()
+    library.addHandler(handler)
+    hf_logging.set_verbosity_warning()
+    try:
+        windows = split_windows(tokenizer, [_FILLER * 20], 24, 8)
+    finally:
+        hf_logging.set_verbosity(level)
+        library.removeHandler(handler)
+    assert len(windows) > 1
+    assert not warnings
+
+
 def test_windows_and_span_in_normalized_coordinates(classifier):
     text, _ = _long_doc("end", "kaboom", n=20_000)
     hidden = "\u200b" * 1000 + text  # removed by normalization: spans are in normalized text

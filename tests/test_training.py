@@ -128,7 +128,7 @@ def test_windowed_documents_keep_the_hidden_instruction_where_the_model_reads(tm
     documents = [f"Email {i}: the team lunch moves to Friday, room {i}." for i in range(10)]
     for seed in range(50):
         first, *rest = dataset.excerpt(documents[0], documents[1:], random.Random(seed)).strip().split("\n\n")
-        assert any(d.endswith(first) for d in documents) and len(rest) <= 3 and set(rest) <= set(documents[1:])
+        assert any(d.endswith(first) for d in documents) and len(rest) <= 5 and set(rest) <= set(documents[1:])
     shared = shared_train(tmp_path)
     ap = argparse.ArgumentParser()
     dataset.add_arguments(ap)
@@ -137,7 +137,7 @@ def test_windowed_documents_keep_the_hidden_instruction_where_the_model_reads(tm
     windowed = dataset.from_arguments(ap.parse_args([*args, "--windowed-documents"]))
     unsafe = sum(r.label for r in plain)
     assert abs(sum(r.label for r in windowed) - unsafe) <= unsafe / 100  # cut documents dedupe a little apart
-    assert len(windowed) - len(plain) > 900  # a thousand excerpts, all safe
+    assert len(windowed) - len(plain) > 2500  # 3,000 excerpts, all safe
 
 def test_written_categories_named_after_a_policy_need_no_mapping():
     assert dataset.written_policies("grayzone:surveillance") == ("surveillance",)

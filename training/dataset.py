@@ -279,8 +279,8 @@ def hide(document: str, instruction: str, rng: random.Random, windowed: bool = F
 
 
 def excerpt(document: str, others: list[str], rng: random.Random) -> str:
-    """A document and up to three others, read from anywhere: what a window inside a long tool result sees."""
-    text = "\n\n".join([document, *rng.sample(others, rng.randint(0, 3))])
+    """A document and up to five others, read from anywhere: what a window inside a long tool result sees."""
+    text = "\n\n".join([document, *rng.sample(others, rng.randint(0, 5))])
     return text[rng.randint(0, max(0, len(text) - WINDOW_CHARS)):]
 
 
@@ -318,7 +318,7 @@ def generated_rows(base: list[Row], rng: random.Random, windowed: bool = False) 
         out.append(Row(hide(doc.text, r.text, rng, windowed), 0, doc.surface, r.lang, f"generated:{r.source}", r.license))
     if windowed:
         texts = [d.text for d in docs]
-        for doc in rng.sample(docs, min(1000, len(docs))):
+        for doc in rng.choices(docs, k=3000):
             out.append(Row(excerpt(doc.text, texts, rng), 0, doc.surface, doc.lang, f"generated:{doc.source}", doc.license))
     return out
 
