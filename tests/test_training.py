@@ -139,6 +139,7 @@ def test_windowed_documents_keep_the_hidden_instruction_where_the_model_reads(tm
     assert abs(sum(r.label for r in windowed) - unsafe) <= unsafe / 100  # cut documents dedupe a little apart
     assert len(windowed) - len(plain) > 2500  # 3,000 excerpts, all safe
 
+
 def test_written_categories_named_after_a_policy_need_no_mapping():
     assert dataset.written_policies("grayzone:surveillance") == ("surveillance",)
     assert dataset.written_policies("agent_goal:phishing") == ("social_engineering",)  # mapped

@@ -272,10 +272,11 @@ def hide(document: str, instruction: str, rng: random.Random, windowed: bool = F
     wrapped = rng.choice(WRAPPERS).format(x=instruction)
     parts = document.split("\n")
     at = rng.randint(0, len(parts))
+    before = parts[:at]
     if windowed:
-        before = "\n".join(parts[:at])
-        return "\n".join([before[len(before) - rng.randint(0, WINDOW_CHARS):], wrapped, *parts[at:]])
-    return "\n".join(parts[:at] + [wrapped] + parts[at:])
+        joined = "\n".join(before)
+        before = [joined[len(joined) - rng.randint(0, WINDOW_CHARS):]]
+    return "\n".join(before + [wrapped] + parts[at:])
 
 
 def excerpt(document: str, others: list[str], rng: random.Random) -> str:
@@ -310,16 +311,18 @@ def generated_rows(base: list[Row], rng: random.Random, windowed: bool = False) 
                and r.surface != "tool_call"]
     for r in rng.sample(agentic, min(1200, len(agentic))):
         doc = rng.choice(docs)
-        out.append(Row(hide(doc.text, r.text, rng, windowed), 1, rng.choice(["retrieved_document", "tool_result"]), r.lang,
-                       f"generated:{r.source}", r.license, tuple(sorted({"prompt_injection", *r.policies}))))
+        out.append(Row(hide(doc.text, r.text, rng, windowed), 1, rng.choice(["retrieved_document", "tool_result"]),
+                       r.lang, f"generated:{r.source}", r.license, tuple(sorted({"prompt_injection", *r.policies}))))
     gray = [r for r in base if r.label == 0 and r.surface == "user_input" and r.source.startswith("constitution")]
     for r in rng.sample(gray, min(800, len(gray))):  # benign text quoted in a document stays benign
         doc = rng.choice(docs)
-        out.append(Row(hide(doc.text, r.text, rng, windowed), 0, doc.surface, r.lang, f"generated:{r.source}", r.license))
+        out.append(Row(hide(doc.text, r.text, rng, windowed), 0, doc.surface, r.lang, f"generated:{r.source}",
+                       r.license))
     if windowed:
         texts = [d.text for d in docs]
         for doc in rng.choices(docs, k=3000):
-            out.append(Row(excerpt(doc.text, texts, rng), 0, doc.surface, doc.lang, f"generated:{doc.source}", doc.license))
+            out.append(Row(excerpt(doc.text, texts, rng), 0, doc.surface, doc.lang, f"generated:{doc.source}",
+                           doc.license))
     return out
 
 
@@ -363,7 +366,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "(measured, not in the shipped recipe: see training/data/candidates/README.md)")
     ap.add_argument("--windowed-documents", action="store_true",
                     help="keep each hidden instruction inside the window the model reads, and add excerpts of "
-                         "benign documents that start anywhere")
+                         "benign documents that start anywhere (measured, not in the shipped recipe)")
 
 
 def from_arguments(args: argparse.Namespace, seed: int = 0) -> list[Row]:
