@@ -296,28 +296,22 @@ def test_long_benign_document_is_clean(classifier):
 
 
 def test_text_longer_than_the_model_is_windowed_without_a_warning(classifier_dir):
-    import logging
-
     from transformers import AutoTokenizer
+    from transformers.testing_utils import CaptureLogger
     from transformers.utils import logging as hf_logging
 
     from haloguard_agents.models.transformers_guard import split_windows
 
     tokenizer = AutoTokenizer.from_pretrained(classifier_dir, model_max_length=32)  # warns once per tokenizer
-    warnings: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = warnings.append
-    library = logging.getLogger("transformers")  # it does not propagate to the root logger
     level = hf_logging.get_verbosity()
-    library.addHandler(handler)
     hf_logging.set_verbosity_warning()
     try:
-        windows = split_windows(tokenizer, [_FILLER * 20], 24, 8)
+        with CaptureLogger(hf_logging.get_logger("transformers")) as captured:
+            windows = split_windows(tokenizer, [_FILLER * 20], 24, 8)
     finally:
         hf_logging.set_verbosity(level)
-        library.removeHandler(handler)
     assert len(windows) > 1
-    assert not warnings
+    assert captured.out == ""
 
 
 def test_windows_and_span_in_normalized_coordinates(classifier):

@@ -9,7 +9,8 @@ Sources, in priority order when two rows have the same text:
    (XSafety's unsafe-labelled rows read one by one: ``data/xsafety_review.json``; CyberSecEval's
    and deepset's injection sets likewise, with ``--review-injections``: ``data/injection_review.json``;
    never the ``evaluate``-use files of ``shared/data/dev``);
-4. generated variants: tool calls wrapping prompts, instructions hidden in documents.
+4. generated variants: tool calls wrapping prompts, instructions hidden in documents (with
+   ``--windowed-documents``, cut to the window the model reads, plus excerpts of benign ones).
 Rows are deduplicated on normalized text and split into train and a held-out calibration
 set with a fixed seed.
 """
@@ -366,7 +367,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "(measured, not in the shipped recipe: see training/data/candidates/README.md)")
     ap.add_argument("--windowed-documents", action="store_true",
                     help="keep each hidden instruction inside the window the model reads, and add excerpts of "
-                         "benign documents that start anywhere (measured, not in the shipped recipe)")
+                         "benign documents that start anywhere (measured, not in the shipped recipe: see "
+                         "training/data/candidates/README.md)")
 
 
 def from_arguments(args: argparse.Namespace, seed: int = 0) -> list[Row]:
