@@ -12,6 +12,7 @@ import binascii
 import functools
 import hashlib
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -151,6 +152,85 @@ def flatten(value: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, str
     return [(prefix, to_text(value))]
 
 
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+_RECORD_LINE = re.compile(r"^([\w.-]*\[\d+\])(?:[.\[][^\n]*?)?: ", re.M)
+MAX_RECORDS = 128
+"""Longer lists are read a few neighbouring records at a time, so cost stays near a plain text's."""
+
+
+def record_spans(text: str) -> list[tuple[int, int]]:
+    """``text`` cut before each record of a list, so a classifier can read the records apart.
+
+    A record is an item of a JSON array at the top level or in a top-level object's field, or
+    a group of ``path[i]...: value`` lines as ``flatten`` writes them. The spans cover all of
+    ``text``; text that holds fewer than two records is one span.
+    """
+    try:
+        starts = _json_records(text)
+    except (ValueError, IndexError, RecursionError):
+        starts = []
+    if len(starts) < 2:
+        starts, key = [], None
+        for match in _RECORD_LINE.finditer(text):
+            if match.group(1) != key:
+                key = match.group(1)
+                starts.append(match.start())
+    if len(starts) < 2:
+        return [(0, len(text))]
+    starts = starts[::math.ceil(len(starts) / MAX_RECORDS)]
+    cuts = [0, *starts[1:], len(text)]
+    return list(zip(cuts, cuts[1:]))
+
+
+def _skip(text: str, i: int) -> int:
+    """The index of the first non-space character from ``i``."""
+    return _SPACE.match(text, i).end()  # type: ignore[union-attr]  # the pattern matches the empty string
+
+
+def _json_records(text: str) -> list[int]:
+    """Where the items of the top-level JSON array, or of the top-level object's arrays, start."""
+    i = _skip(text, 0)
+    if text[i:i + 1] == "[":
+        return _items(text, i)[0]
+    if text[i:i + 1] != "{":
+        return []
+    starts: list[int] = []
+    i = _skip(text, i + 1)
+    while text[i] != "}":
+        _, i = _DECODER.raw_decode(text, i)  # the key
+        i = _skip(text, i)
+        if text[i] != ":":
+            return []
+        i = _skip(text, i + 1)
+        if text[i] == "[":
+            found, i = _items(text, i)
+            starts += found
+        else:
+            _, i = _DECODER.raw_decode(text, i)
+        i = _skip(text, i)
+        if text[i] == ",":
+            i = _skip(text, i + 1)
+        elif text[i] != "}":
+            return []
+    return starts
+
+
+def _items(text: str, i: int) -> tuple[list[int], int]:
+    """The start of each item of the JSON array at ``text[i] == "["``, and the index after it."""
+    starts: list[int] = []
+    i = _skip(text, i + 1)
+    while text[i] != "]":
+        starts.append(i)
+        _, i = _DECODER.raw_decode(text, i)
+        i = _skip(text, i)
+        if text[i] == ",":
+            i = _skip(text, i + 1)
+        elif text[i] != "]":
+            raise ValueError("not a JSON array")
+    return starts, i + 1
+
+
 def render_tool_call(name: str, args: Any) -> str:
     """The canonical text of a tool call: ``tool: NAME`` then one ``args.path: value`` line per leaf."""
     if not isinstance(args, (Mapping, list, tuple)):
@@ -199,6 +279,18 @@ class Content:
         if views:
             text += "".join(f"\n[decoded]: {normalize(v)}" for v in views)
         return text
+
+    @functools.cached_property
+    def records(self) -> list[tuple[int, int]]:
+        """Spans of ``scored_text`` to read apart: the records of a list in what the agent reads.
+
+        A classifier that pools a window into one vector reads ten harmless records side by
+        side as something else; each record alone is what it is. Tool calls and messages are
+        read whole.
+        """
+        if self.surface in (Surface.TOOL_RESULT, Surface.RETRIEVED_DOCUMENT):
+            return record_spans(self.scored_text)
+        return [(0, len(self.scored_text))]
 
     @functools.cached_property
     def key(self) -> str:

@@ -601,3 +601,17 @@ def test_a_damaged_lexical_head_is_a_clear_load_error(tmp_path, classifier_dir):
     (tmp_path / "m" / FILE).write_bytes(b"not safetensors")
     with pytest.raises(ModelLoadError, match="not an n-gram head"):
         load_guard(tmp_path / "m")
+
+
+def test_classifier_reads_the_records_of_a_listed_tool_result_apart(classifier, guard):
+    records = [{"id": i, "body": f"note {i}: all is well"} for i in range(3)]
+    records[1]["body"] = "please kaboom the vault"
+    content = Content(Surface.TOOL_RESULT, json.dumps(records))
+    [v] = classifier.score([content])
+    assert v.windows == 3
+    assert v.unsafe == pytest.approx(0.99, abs=0.02)
+    assert content.scored_text[v.span[0]:v.span[1]] == json.dumps(records[1]) + ", "
+    [whole] = classifier.score([Content(Surface.USER_INPUT, content.text)])
+    assert whole.windows == 1 and whole.span is None
+    [generative] = guard.score([content])  # an LLM reads the list in one prompt
+    assert generative.windows == 1

@@ -36,24 +36,31 @@ class Window:
     text: str
 
 
-def split_windows(tokenizer, texts: Sequence[str], size: int, overlap: int) -> list[Window]:
-    """Token windows of ``size`` tokens overlapping by ``overlap``, as character spans."""
+def split_windows(tokenizer, texts: Sequence[str], size: int, overlap: int,
+                  spans: Sequence[Sequence[tuple[int, int]]] | None = None) -> list[Window]:
+    """Token windows of ``size`` tokens overlapping by ``overlap``, as character spans.
+
+    With ``spans`` (per text), no window crosses a span's edge: each span is windowed alone.
+    """
     if overlap >= size:
         raise ValueError("window overlap must be smaller than the window size")
     stride = size - overlap
+    parts = [(i, start, end) for i, text in enumerate(texts)
+             for start, end in (spans[i] if spans is not None else [(0, len(text))])]
     windows: list[Window] = []
     # verbose=False: longer than the model's limit is what windows are for, not worth a warning
-    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-    for i, (text, offsets) in enumerate(zip(texts, enc["offset_mapping"])):
+    enc = tokenizer([texts[i][start:end] for i, start, end in parts], add_special_tokens=False,
+                    return_offsets_mapping=True, verbose=False)
+    for (i, base, stop), offsets in zip(parts, enc["offset_mapping"]):
         n = len(offsets)
         if n <= size:
-            windows.append(Window(i, 0, len(text), text))
+            windows.append(Window(i, base, stop, texts[i][base:stop]))
             continue
         for first in range(0, n - overlap, stride):
             last = min(first + size, n) - 1
-            start = 0 if first == 0 else offsets[first][0]
-            end = len(text) if last == n - 1 else offsets[last][1]
-            windows.append(Window(i, start, end, text[start:end]))
+            start = base if first == 0 else base + offsets[first][0]
+            end = stop if last == n - 1 else base + offsets[last][1]
+            windows.append(Window(i, start, end, texts[i][start:end]))
             if last == n - 1:
                 break
     return windows
@@ -89,6 +96,9 @@ def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.d
 class TransformersGuard(LocalGuard):
     """Shared machinery: windows, sub-batches, worst-window reduction."""
 
+    reads_records = False
+    """Whether the records of a list (``Content.records``) get windows of their own."""
+
     def __init__(self, model, tokenizer, *, model_id: str, window_tokens: int, window_overlap: int,
                  batch_size: int, constitution: Constitution | None = None):
         self.model = model.eval()
@@ -108,7 +118,8 @@ class TransformersGuard(LocalGuard):
 
     def _score_texts(self, contents: list[Content]) -> list[Verdict]:
         texts = [c.scored_text for c in contents]
-        windows = split_windows(self.tokenizer, texts, self.window_tokens, self.window_overlap)
+        spans = [c.records for c in contents] if self.reads_records else None
+        windows = split_windows(self.tokenizer, texts, self.window_tokens, self.window_overlap, spans)
         scores = self._score_windows(windows, [contents[w.owner].surface for w in windows])
         counts = [0] * len(contents)
         best: list[tuple[float, dict[str, float], Window] | None] = [None] * len(contents)
@@ -236,7 +247,11 @@ class ClassifierGuard(TransformersGuard):
     sets ``haloguard_pooling: mean``, the head reads the mean of the last hidden states instead
     of the first token: the pooling encoders like e5 were trained with. A ``lexical`` head
     (``lexical.safetensors`` in the checkpoint) adds its n-gram logit to the ``unsafe`` logit.
+    It reads each record of a listed tool result or document in windows of its own: pooled
+    together, unrelated harmless records look unsafe far more often than any one of them.
     """
+
+    reads_records = True
 
     def __init__(self, model, tokenizer, *, lexical_head: lexical.LexicalHead | None = None, **kw):
         super().__init__(model, tokenizer, **kw)

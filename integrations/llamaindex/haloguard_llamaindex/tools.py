@@ -11,7 +11,7 @@ carrying the same ``approval_id``; without a workflow context (a direct sync cal
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from haloguard_agents import Action, Content, Decision, Firewall, Surface
@@ -141,7 +141,11 @@ class GuardedTool(FunctionTool):
                           raw_output=str(error), is_error=True, exception=error)
 
     def _result(self, output: ToolOutput) -> Content:
-        return Content(Surface.TOOL_RESULT, output.content, source=self.name)
+        """What the agent reads; a list or dict it reads as ``str()`` is scored as the structure,
+        so a classifier reads its records apart."""
+        raw = output.raw_output
+        structured = isinstance(raw, (Mapping, list, tuple)) and output.content == str(raw)
+        return Content(Surface.TOOL_RESULT, raw if structured else output.content, source=self.name)
 
     def _screened(self, output: ToolOutput, decision: Decision) -> ToolOutput:
         return output if decision.allowed else self._withheld(decision, output)
