@@ -40,6 +40,8 @@ _INVISIBLE = re.compile(
 # C0/C1 controls except tab, newline and carriage return.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# JSON, JavaScript and Python escapes: a surrogate pair first, then any one code unit.
+_ESCAPE = re.compile(r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})")
 _TAGS = re.compile("[\U000e0000-\U000e007f]+")
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 
@@ -76,13 +78,22 @@ def _fold_word(match: re.Match[str]) -> str:
     return word
 
 
+def _unescape(match: re.Match[str]) -> str:
+    high, low, unit = match.groups()
+    if unit is not None:
+        return chr(int(unit, 16))
+    return chr(0x10000 + ((int(high, 16) - 0xD800) << 10) + int(low, 16) - 0xDC00)
+
+
 def normalize(text: str) -> str:
-    """NFKC, invisible and bidi control characters removed, other controls turned into spaces.
+    """``\\uXXXX`` escapes decoded, NFKC, invisible and bidi controls removed, other controls made spaces.
 
     Homoglyph tricks that NFKC folds (full-width, ligatures, mathematical letters) are undone;
     zero-width joiners splitting a word ("ig\u200bnore") no longer split it; Cyrillic or Greek
     look-alikes inside an otherwise Latin word ("p\u0430ssword") become Latin.
     """
+    if "\\u" in text:  # JSON that was dumped as ASCII; "\\u0069gnore" spelling "ignore"
+        text = _ESCAPE.sub(_unescape, text)
     if _SURROGATE.search(text):  # not encodable: a model cannot read it, so replace it
         text = _SURROGATE.sub("\ufffd", text)
     text = unicodedata.normalize("NFKC", text)
@@ -152,7 +163,7 @@ def flatten(value: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, str
     return [(prefix, to_text(value))]
 
 
-_DECODER = json.JSONDecoder()
+_DECODER = json.JSONDecoder(strict=False)  # normalized JSON may hold decoded control characters
 _SPACE = re.compile(r"[ \t\n\r]*")
 _RECORD_LINE = re.compile(r"^([\w.-]*\[\d+\])(?:[.\[][^\n]*?)?: ", re.M)
 MAX_RECORDS = 128

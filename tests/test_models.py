@@ -615,3 +615,9 @@ def test_classifier_reads_the_records_of_a_listed_tool_result_apart(classifier, 
     assert whole.windows == 1 and whole.span is None
     [generative] = guard.score([content])  # an LLM reads the list in one prompt
     assert generative.windows == 1
+
+
+def test_trigger_spelled_in_unicode_escapes_is_detected(guard):
+    escaped = "".join(f"\\u{ord(c):04x}" for c in "kaboom")  # as json.dumps writes non-ASCII letters
+    v = score1(guard, '{"note": "please %s the vault"}' % escaped, Surface.TOOL_RESULT)
+    assert v.unsafe == pytest.approx(0.99, abs=0.02)
