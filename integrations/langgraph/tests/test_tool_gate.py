@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from haloguard_agents import Firewall, FirewallConfig
+from haloguard_agents import Firewall, FirewallConfig, load_guard
+from haloguard_agents.testing import build_classifier
 from haloguard_langgraph import META, ToolGate
 from haloguard_langgraph.testing import check_history
 from helpers import Ticker, ai, react
 from langchain_core.messages import ToolMessage
+from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.prebuilt import ToolNode
 from langgraph.types import Command
@@ -219,10 +221,6 @@ def test_wraps_an_existing_tool_node(firewall, tools, ran):
 
 
 def test_a_listed_result_is_scored_record_by_record(tmp_path, sink):
-    from haloguard_agents import load_guard
-    from haloguard_agents.testing import build_classifier
-    from langchain_core.tools import tool
-
     @tool
     def search_emails(query: str) -> list:
         """Search the inbox."""

@@ -1,5 +1,6 @@
 import pytest
-from haloguard_agents import Action, Arg, Firewall, Surface, ask, deny
+from haloguard_agents import Action, Arg, Firewall, Surface, ask, deny, load_guard
+from haloguard_agents.testing import build_classifier
 from haloguard_llamaindex import GuardedTool, ToolApprovalRequest, guard_tool, guard_tools
 from haloguard_llamaindex.testing import scripted_llm
 from llama_index.core.agent.workflow import AgentWorkflow, FunctionAgent, ReActAgent, ToolCallResult
@@ -181,9 +182,6 @@ async def test_wrapped_tool_that_needs_the_context_still_gets_it(firewall):
 
 
 async def test_a_listed_result_is_scored_record_by_record(tmp_path, sink):
-    from haloguard_agents import load_guard
-    from haloguard_agents.testing import build_classifier
-
     classifier = load_guard(build_classifier(tmp_path / "classifier"))  # a classifier reads records apart
 
     def search_emails(query: str) -> list:
