@@ -88,3 +88,4 @@ def test_demo_runs_offline(capsys):
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "decisions:" in out and "DENY" in out and "ALLOW" in out
+    assert 'flagged: {"from": "partner@vendor.example.net"' in out  # the one poisoned record of a list
