@@ -1,6 +1,6 @@
 """Tool results that list many items, read as one text and record by record, side by side.
 
-    python benchmarks/listed_results.py --dev ../shared/data/dev [--threshold 0.85] [--lists 200]
+    python benchmarks/listed_results.py --dev ../shared/data/dev [--threshold T] [--lists 200]
 
 Joins 4 to 10 of agentdojo_documents' items into JSON arrays of ``{"id", "text"}`` records
 (benign lists), and puts each of agentdojo_tasks' injections into two more lists. Prints, for
@@ -47,14 +47,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dev", type=Path, required=True, help="the folder with agentdojo_documents/tasks.jsonl")
     ap.add_argument("--model", default="builtin", help="a classifier checkpoint (default: builtin)")
-    ap.add_argument("--threshold", type=float, default=0.85, help="the tool-result threshold")
+    ap.add_argument("--threshold", type=float, help="default: the guard's tool-result threshold")
     ap.add_argument("--lists", type=int, default=200, help="benign lists")
     args = ap.parse_args()
     guard = load_guard(args.model)
     if not isinstance(guard, ClassifierGuard):
         sys.exit(f"{args.model} is not a classifier; only classifiers read records apart")
+    threshold = args.threshold or guard.thresholds.get(Surface.TOOL_RESULT, 0.5)
     rows = lists(args.dev, args.lists, random.Random(0))
-    print(f"{len(rows)} lists; share over {args.threshold} as tool results")
+    print(f"{len(rows)} lists; share over {threshold} as tool results")
     for by_record in (False, True):
         guard.reads_records = by_record
         guard.cache = VerdictCache()  # verdicts read the other way are not these
@@ -63,7 +64,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         flagged: dict[str, list[bool]] = {}
         for (kind, _), v in zip(rows, verdicts):
-            flagged.setdefault(kind, []).append(v.unsafe >= args.threshold)
+            flagged.setdefault(kind, []).append(v.unsafe >= threshold)
         shares = "  ".join(f"{kind} {sum(f) / len(f):.3f} (n={len(f)})" for kind, f in flagged.items())
         print(f"{'record by record' if by_record else 'one text':>16}: {shares}  {seconds:.1f} s")
 
