@@ -140,6 +140,23 @@ def test_windowed_documents_keep_the_hidden_instruction_where_the_model_reads(tm
     assert len(windowed) - len(plain) > 2500  # 3,000 excerpts, all safe
 
 
+def test_mirrored_documents_read_the_same_benign_documents_on_both_surfaces(tmp_path):
+    ap = argparse.ArgumentParser()
+    dataset.add_arguments(ap)
+    args = ["--shared-train", str(shared_train(tmp_path))]
+    plain = dataset.from_arguments(ap.parse_args(args))
+    mirrored = dataset.from_arguments(ap.parse_args([*args, "--mirrored-documents"]))
+
+    def benign(rows, surface):
+        return {r.key for r in rows if r.label == 0 and r.surface == surface and not r.source.startswith("generated")}
+
+    read = ("retrieved_document", "tool_result")
+    assert benign(plain, read[0]) != benign(plain, read[1])
+    assert benign(mirrored, read[0]) == benign(mirrored, read[1]) == benign(plain, read[0]) | benign(plain, read[1])
+    written_unsafe = {r.key for r in plain if r.label and not r.source.startswith("generated")}
+    assert {r.key for r in mirrored if r.label} >= written_unsafe
+
+
 def test_written_categories_named_after_a_policy_need_no_mapping():
     assert dataset.written_policies("grayzone:surveillance") == ("surveillance",)
     assert dataset.written_policies("agent_goal:phishing") == ("social_engineering",)  # mapped

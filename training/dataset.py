@@ -24,7 +24,7 @@ import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from haloguard_agents.content import Surface, normalize, render_tool_call
@@ -328,13 +328,20 @@ def generated_rows(base: list[Row], rng: random.Random, windowed: bool = False) 
 
 
 def build(train_dir: Path, seed: int = 0, holdout: float = 0.1, extra: tuple[Path, ...] = (),
-          exclude: frozenset[str] = frozenset(), review_injections: bool = False, windowed: bool = False
-          ) -> list[Row]:
-    """``exclude``: folded texts (see ``fold``) of evaluation rows that must not be trained on."""
+          exclude: frozenset[str] = frozenset(), review_injections: bool = False, windowed: bool = False,
+          mirrored: bool = False) -> list[Row]:
+    """``exclude``: folded texts (see ``fold``) of evaluation rows that must not be trained on.
+
+    ``mirrored`` adds each benign document under the other surface of what an agent reads
+    (retrieved document, tool result), so neither surface alone means foreign text is suspect.
+    """
     rng = random.Random(seed)
     base = constitution_rows() + written_rows(extra) + shared_rows(train_dir, rng, review_injections, windowed)
     if exclude:
         base = [r for r in base if fold(r.text) not in exclude]
+    if mirrored:
+        other = {"retrieved_document": "tool_result", "tool_result": "retrieved_document"}
+        base += [replace(r, surface=other[r.surface]) for r in base if r.label == 0 and r.surface in other]
     rows = base + generated_rows(base, rng, windowed)
     seen: set[tuple[str, str]] = set()
     unique = []
@@ -369,6 +376,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="keep each hidden instruction inside the window the model reads, and add excerpts of "
                          "benign documents that start anywhere (measured, not in the shipped recipe: see "
                          "training/data/candidates/README.md)")
+    ap.add_argument("--mirrored-documents", action="store_true",
+                    help="add each benign retrieved document as a tool result too, and each benign tool result as "
+                         "a retrieved document (measured, not in the shipped recipe: see "
+                         "training/data/candidates/README.md)")
 
 
 def from_arguments(args: argparse.Namespace, seed: int = 0) -> list[Row]:
@@ -382,7 +393,8 @@ def from_arguments(args: argparse.Namespace, seed: int = 0) -> list[Row]:
                              "e.g. ../shared/data/dev/*.jsonl)")
     exclude = frozenset(fold(r["text"]) for path in args.exclude for r in _jsonl(path))
     return build(args.shared_train, seed=seed, extra=tuple(args.extra_data), exclude=exclude,
-                 review_injections=args.review_injections, windowed=args.windowed_documents)
+                 review_injections=args.review_injections, windowed=args.windowed_documents,
+                 mirrored=args.mirrored_documents)
 
 
 def manifest(rows: list[Row], train_dir: Path, excluded: Sequence[Path] = ()) -> dict:
