@@ -59,6 +59,13 @@ def f1(rows, t):
     return 2 * tp / max(1, 2 * tp + fp + fn)
 
 
+def by_language(rows) -> list[list]:
+    langs = defaultdict(list)
+    for row in rows:
+        langs[row[2]].append(row)
+    return list(langs.values())
+
+
 def lowest(constraints) -> float:
     """The lowest grid threshold meeting every (rows, max_fpr); else the one closest to meeting them."""
     for t in GRID:
@@ -89,12 +96,6 @@ def main() -> int:
     docs_tr = scores(guard, d / "agentdojo_documents.jsonl", Surface.TOOL_RESULT, None, None)
     calls = scores(guard, d / "agentdojo_toolcalls.jsonl", Surface.TOOL_CALL, None, None)
     tasks = scores(guard, d / "agentdojo_tasks.jsonl", Surface.USER_INPUT, None, None)
-
-    def by_language(rows):
-        langs = defaultdict(list)
-        for row in rows:
-            langs[row[2]].append(row)
-        return list(langs.values())
 
     langs, langs_tr = by_language(rtplx), by_language(rtplx_tr)
     # Best F1 on the gray-zone set within the everyday false-positive targets; its own benign
