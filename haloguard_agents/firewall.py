@@ -188,8 +188,9 @@ class Firewall:
             pc = self.config.policy(policy)
             threshold = pc.threshold_for(surface, surface_threshold)
             if pc.enabled and score >= threshold:
+                detail = f"policy {policy} {score:.2f} >= {_as_set(threshold)}"
                 reasons.append(Reason(kind="policy", action=pc.action or sc.action, policy=policy, score=score,
-                                      threshold=threshold, detail=f"policy {policy} {score:.2f} >= {threshold:.2f}"))
+                                      threshold=threshold, detail=detail))
         if reasons:
             return reasons
         # When the model attributes its score to a policy with settings of its own (disabled,
@@ -201,10 +202,11 @@ class Firewall:
                 return []
         if verdict.unsafe >= surface_threshold:
             return [Reason(kind="guard", action=sc.action, score=verdict.unsafe, threshold=surface_threshold,
-                           detail=f"unsafe {verdict.unsafe:.2f} >= {surface_threshold:.2f}")]
+                           detail=f"unsafe {verdict.unsafe:.2f} >= {_as_set(surface_threshold)}")]
         if sc.ask_threshold is not None and verdict.unsafe >= sc.ask_threshold:
+            band = f"[{_as_set(sc.ask_threshold)}, {_as_set(surface_threshold)})"
             return [Reason(kind="guard", action=Action.ASK, score=verdict.unsafe, threshold=sc.ask_threshold,
-                           detail=f"unsafe {verdict.unsafe:.2f} in the ask band [{sc.ask_threshold:.2f}, {surface_threshold:.2f})")]
+                           detail=f"unsafe {verdict.unsafe:.2f} in the ask band {band}")]
         return []
 
     def _audit(self, decision: Decision, content: Content) -> None:
@@ -223,6 +225,11 @@ class _Plan:
     def __init__(self) -> None:
         self.reasons: list[list[Reason]] = []
         self.todo: list[int] = []
+
+
+def _as_set(threshold: float) -> str:
+    """A threshold as set: 0.50, 0.955 (two decimals would print 0.955 as 0.95)."""
+    return f"{threshold:.2f}" if round(threshold, 2) == threshold else f"{threshold:g}"
 
 
 def _default_sinks(config: FirewallConfig) -> list[AuditSink]:

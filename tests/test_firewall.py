@@ -748,3 +748,8 @@ def test_top_policies(small_guard):
     top = d.top_policies
     assert len(top) == 3 and top[0][0] == "weapons"
     assert fw.check_input(CLEAN).top_policies == []
+
+
+def test_explanations_print_thresholds_as_set(guard):
+    fw = Firewall(guard, config=FirewallConfig(surfaces={"user_input": {"threshold": 0.555}}))
+    assert fw.check_input("please edgy it").explain() == "deny: policy harassment 0.60 >= 0.555"
