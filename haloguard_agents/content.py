@@ -200,7 +200,10 @@ def _skip(text: str, i: int) -> int:
 
 
 def _json_records(text: str) -> list[int]:
-    """Where the items of the top-level JSON array, or of the top-level object's arrays, start."""
+    """Where the items of the top-level JSON array, or of the top-level object's arrays, start.
+
+    Malformed JSON raises ``ValueError`` (or ``IndexError`` at a cut-off end), as ``_items`` does.
+    """
     i = _skip(text, 0)
     if text[i:i + 1] == "[":
         return _items(text, i)[0]
@@ -212,7 +215,7 @@ def _json_records(text: str) -> list[int]:
         _, i = _DECODER.raw_decode(text, i)  # the key
         i = _skip(text, i)
         if text[i] != ":":
-            return []
+            raise ValueError("not a JSON object")
         i = _skip(text, i + 1)
         if text[i] == "[":
             found, i = _items(text, i)
@@ -223,7 +226,7 @@ def _json_records(text: str) -> list[int]:
         if text[i] == ",":
             i = _skip(text, i + 1)
         elif text[i] != "}":
-            return []
+            raise ValueError("not a JSON object")
     return starts
 
 
