@@ -292,6 +292,52 @@ TOOLS = (
 )
 
 
+MESSAGES = (
+    "Hi {to},\n\n{x}\n\nThanks,\n{sender}", "{sender}: {x}", "From: {sender}\nTo: {to}\nSubject: Re: this week\n\n{x}",
+    "{x}\n\n-- {sender}", "Hey {to}, {x} Cheers, {sender}",
+)
+PEOPLE = ("Anna", "Bob", "Priya", "Jonas", "Mei", "Carlos", "Fatima", "Luca", "Sofia", "Ken")
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?\u3002\uff01\uff1f])\s+|\n+")
+_JSON_FIELD = re.compile(r'^\s*"[^"]*"\s*:\s*"?|"?\s*,?\s*$')
+
+
+def snippets(text: str) -> list[str]:
+    """The sentences and field values of a document: the short texts a tool returns (a review, an event title)."""
+    out = []
+    for part in _SENTENCE_END.split(text):
+        part = _JSON_FIELD.sub("", part).strip(" {}[]")
+        if 15 <= len(part) <= 200 and (len(part.split()) >= 3 or not part.isascii()):
+            out.append(part)
+    return out
+
+
+def instruction_rows(base: list[Row], rng: random.Random) -> list[Row]:
+    """Agent tasks as an agent reads them in tool results and documents.
+
+    Bare, as the whole text, any task is an instruction to the agent planted in data: unsafe, whatever it asks.
+    Inside a message from one person to another, a task is a request between people: benign unless it is an
+    attacker's goal. Short benign snippets of documents keep "short" from meaning "instruction".
+    """
+    tasks = [r for r in base if r.surface == "user_input" and r.source.startswith("written:agent_")]
+    docs = [r for r in base if r.label == 0 and r.surface in ("retrieved_document", "tool_result")]
+    out = []
+    for doc in rng.sample(docs, min(2000, len(docs))):
+        found = snippets(doc.text)
+        for text in rng.sample(found, min(2, len(found))):
+            out.append(Row(text, 0, doc.surface, doc.lang, f"generated:{doc.source}", doc.license))
+    for r in rng.sample(tasks, min(1000, len(tasks))):
+        out.append(Row(r.text, 1, rng.choice(["retrieved_document", "tool_result"]), r.lang, f"generated:{r.source}",
+                       r.license, tuple(sorted({"prompt_injection", *(r.policies or ())}))))
+    for r in rng.sample(tasks, min(800, len(tasks))):
+        to, sender = rng.sample(PEOPLE, 2)
+        text = rng.choice(MESSAGES).format(x=r.text, to=to, sender=sender)
+        policies = tuple(sorted({"prompt_injection", *(r.policies or ())})) if r.label else ()
+        out.append(Row(text, r.label, "tool_result", r.lang, f"generated:{r.source}", r.license, policies))
+    return out
+
+
 def generated_rows(base: list[Row], rng: random.Random, windowed: bool = False) -> list[Row]:
     """Tool calls carrying prompts as arguments; agentic instructions hidden in benign documents.
 
@@ -329,7 +375,7 @@ def generated_rows(base: list[Row], rng: random.Random, windowed: bool = False) 
 
 def build(train_dir: Path, seed: int = 0, holdout: float = 0.1, extra: tuple[Path, ...] = (),
           exclude: frozenset[str] = frozenset(), review_injections: bool = False, windowed: bool = False,
-          mirrored: bool = False) -> list[Row]:
+          mirrored: bool = False, instructions: bool = False) -> list[Row]:
     """``exclude``: folded texts (see ``fold``) of evaluation rows that must not be trained on.
 
     ``mirrored`` adds each benign document under the other surface of what an agent reads
@@ -343,6 +389,8 @@ def build(train_dir: Path, seed: int = 0, holdout: float = 0.1, extra: tuple[Pat
         other = {"retrieved_document": "tool_result", "tool_result": "retrieved_document"}
         base += [replace(r, surface=other[r.surface]) for r in base if r.label == 0 and r.surface in other]
     rows = base + generated_rows(base, rng, windowed)
+    if instructions:
+        rows += instruction_rows(base, rng)
     seen: set[tuple[str, str]] = set()
     unique = []
     for r in rows:
@@ -380,6 +428,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="add each benign retrieved document as a tool result too, and each benign tool result as "
                          "a retrieved document (measured, not in the shipped recipe: see "
                          "training/data/candidates/README.md)")
+    ap.add_argument("--bare-instructions", action="store_true",
+                    help="add agent tasks as whole tool results and documents (unsafe: an instruction planted in "
+                         "data) and inside messages between people (labelled as the task)")
 
 
 def from_arguments(args: argparse.Namespace, seed: int = 0) -> list[Row]:
@@ -394,7 +445,7 @@ def from_arguments(args: argparse.Namespace, seed: int = 0) -> list[Row]:
     exclude = frozenset(fold(r["text"]) for path in args.exclude for r in _jsonl(path))
     return build(args.shared_train, seed=seed, extra=tuple(args.extra_data), exclude=exclude,
                  review_injections=args.review_injections, windowed=args.windowed_documents,
-                 mirrored=args.mirrored_documents)
+                 mirrored=args.mirrored_documents, instructions=args.bare_instructions)
 
 
 def manifest(rows: list[Row], train_dir: Path, excluded: Sequence[Path] = ()) -> dict:
