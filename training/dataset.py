@@ -10,7 +10,8 @@ Sources, in priority order when two rows have the same text:
    and deepset's injection sets likewise, with ``--review-injections``: ``data/injection_review.json``;
    never the ``evaluate``-use files of ``shared/data/dev``);
 4. generated variants: tool calls wrapping prompts, instructions hidden in documents (with
-   ``--windowed-documents``, cut to the window the model reads, plus excerpts of benign ones).
+   ``--windowed-documents``, cut to the window the model reads, plus excerpts of benign ones); with
+   ``--bare-instructions``, agent tasks planted whole in tool results and documents.
 Rows are deduplicated on normalized text and split into train and a held-out calibration
 set with a fixed seed.
 """
@@ -430,7 +431,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "training/data/candidates/README.md)")
     ap.add_argument("--bare-instructions", action="store_true",
                     help="add agent tasks as whole tool results and documents (unsafe: an instruction planted in "
-                         "data) and inside messages between people (labelled as the task)")
+                         "data), inside messages between people (labelled as the task), and short benign snippets "
+                         "of documents (measured, not in the shipped recipe: see training/data/candidates/README.md)")
 
 
 def from_arguments(args: argparse.Namespace, seed: int = 0) -> list[Row]:
