@@ -298,8 +298,6 @@ MESSAGES = (
     "{x}\n\n-- {sender}", "Hey {to}, {x} Cheers, {sender}",
 )
 PEOPLE = ("Anna", "Bob", "Priya", "Jonas", "Mei", "Carlos", "Fatima", "Luca", "Sofia", "Ken")
-
-
 _SENTENCE_END = re.compile(r"(?<=[.!?\u3002\uff01\uff1f])\s+|\n+")
 _JSON_FIELD = re.compile(r'^\s*"[^"]*"\s*:\s*"?|"?\s*,?\s*$')
 
@@ -323,6 +321,10 @@ def instruction_rows(base: list[Row], rng: random.Random) -> list[Row]:
     """
     tasks = [r for r in base if r.surface == "user_input" and r.source.startswith("written:agent_")]
     docs = [r for r in base if r.label == 0 and r.surface in ("retrieved_document", "tool_result")]
+
+    def injected(r: Row) -> tuple[str, ...]:
+        return tuple(sorted({"prompt_injection", *(r.policies or ())}))
+
     out = []
     for doc in rng.sample(docs, min(2000, len(docs))):
         found = snippets(doc.text)
@@ -330,12 +332,12 @@ def instruction_rows(base: list[Row], rng: random.Random) -> list[Row]:
             out.append(Row(text, 0, doc.surface, doc.lang, f"generated:{doc.source}", doc.license))
     for r in rng.sample(tasks, min(1000, len(tasks))):
         out.append(Row(r.text, 1, rng.choice(["retrieved_document", "tool_result"]), r.lang, f"generated:{r.source}",
-                       r.license, tuple(sorted({"prompt_injection", *(r.policies or ())}))))
+                       r.license, injected(r)))
     for r in rng.sample(tasks, min(800, len(tasks))):
         to, sender = rng.sample(PEOPLE, 2)
         text = rng.choice(MESSAGES).format(x=r.text, to=to, sender=sender)
-        policies = tuple(sorted({"prompt_injection", *(r.policies or ())})) if r.label else ()
-        out.append(Row(text, r.label, "tool_result", r.lang, f"generated:{r.source}", r.license, policies))
+        out.append(Row(text, r.label, "tool_result", r.lang, f"generated:{r.source}", r.license,
+                       injected(r) if r.label else ()))
     return out
 
 
