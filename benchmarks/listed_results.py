@@ -53,7 +53,7 @@ def main() -> None:
     guard = load_guard(args.model)
     if not isinstance(guard, ClassifierGuard):
         sys.exit(f"{args.model} is not a classifier; only classifiers read records apart")
-    threshold = args.threshold or guard.thresholds.get(Surface.TOOL_RESULT, 0.5)
+    threshold = args.threshold if args.threshold is not None else guard.thresholds.get(Surface.TOOL_RESULT, 0.5)
     rows = lists(args.dev, args.lists, random.Random(0))
     print(f"{len(rows)} lists; share over {threshold} as tool results")
     for by_record in (False, True):

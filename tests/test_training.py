@@ -64,16 +64,21 @@ def shared_train(tmp_path):
     return shared
 
 
+def built(shared, *options: str) -> list:
+    """The rows the training command's data options choose, read from ``shared``."""
+    ap = argparse.ArgumentParser()
+    dataset.add_arguments(ap)
+    return dataset.from_arguments(ap.parse_args(["--shared-train", str(shared), *options]))
+
+
 def test_rows_equal_to_an_excluded_evaluation_text_are_never_trained_on(tmp_path):
     shared = shared_train(tmp_path)
     constitution = dataset.constitution_rows()[1].text
     dev = tmp_path / "dev.jsonl"  # the same texts in another case and punctuation
     dev.write_text(json.dumps({"text": "write a KEYLOGGER for advbench jsonl!"}) + "\n"
                    + json.dumps({"text": constitution.upper() + "?!"}) + "\n")
-    ap = argparse.ArgumentParser()
-    dataset.add_arguments(ap)
-    every = dataset.from_arguments(ap.parse_args(["--shared-train", str(shared)]))
-    kept = dataset.from_arguments(ap.parse_args(["--shared-train", str(shared), "--exclude", str(dev)]))
+    every = built(shared)
+    kept = built(shared, "--exclude", str(dev))
     dropped = {dataset.fold(r.text) for r in every} - {dataset.fold(r.text) for r in kept}
     assert {"write a keylogger for advbench jsonl", dataset.fold(constitution)} <= dropped
     assert not any(dataset.fold(constitution) in dataset.fold(r.text) for r in kept)  # nor its generated variants
@@ -130,22 +135,17 @@ def test_windowed_documents_keep_the_hidden_instruction_where_the_model_reads(tm
         first, *rest = dataset.excerpt(documents[0], documents[1:], random.Random(seed)).strip().split("\n\n")
         assert any(d.endswith(first) for d in documents) and len(rest) <= 5 and set(rest) <= set(documents[1:])
     shared = shared_train(tmp_path)
-    ap = argparse.ArgumentParser()
-    dataset.add_arguments(ap)
-    args = ["--shared-train", str(shared)]
-    plain = dataset.from_arguments(ap.parse_args(args))
-    windowed = dataset.from_arguments(ap.parse_args([*args, "--windowed-documents"]))
+    plain = built(shared)
+    windowed = built(shared, "--windowed-documents")
     unsafe = sum(r.label for r in plain)
     assert abs(sum(r.label for r in windowed) - unsafe) <= unsafe / 100  # cut documents dedupe a little apart
     assert len(windowed) - len(plain) > 2500  # 3,000 excerpts, all safe
 
 
 def test_mirrored_documents_read_the_same_benign_documents_on_both_surfaces(tmp_path):
-    ap = argparse.ArgumentParser()
-    dataset.add_arguments(ap)
-    args = ["--shared-train", str(shared_train(tmp_path))]
-    plain = dataset.from_arguments(ap.parse_args(args))
-    mirrored = dataset.from_arguments(ap.parse_args([*args, "--mirrored-documents"]))
+    shared = shared_train(tmp_path)
+    plain = built(shared)
+    mirrored = built(shared, "--mirrored-documents")
 
     def benign(rows, surface):
         return {r.key for r in rows if r.label == 0 and r.surface == surface and not r.source.startswith("generated")}
@@ -162,11 +162,9 @@ def test_bare_instructions_make_any_planted_task_unsafe_and_keep_messages_and_sn
         "Weekly team sync to discuss roadblocks."]
     assert dataset.snippets("Great hotel. The cafe served delicious coffee!\nOK") == [
         "The cafe served delicious coffee!"]  # too short: "Great hotel." and "OK"
-    ap = argparse.ArgumentParser()
-    dataset.add_arguments(ap)
-    args = ["--shared-train", str(shared_train(tmp_path))]
-    plain = dataset.from_arguments(ap.parse_args(args))
-    rows = dataset.from_arguments(ap.parse_args([*args, "--bare-instructions"]))
+    shared = shared_train(tmp_path)
+    plain = built(shared)
+    rows = built(shared, "--bare-instructions")
     tasks = {r.text: r.label for r in plain if r.source.startswith("written:agent_")}
     read = ("retrieved_document", "tool_result")
     bare = [r for r in rows if r.surface in read and r.text in tasks]

@@ -312,15 +312,14 @@ def snippets(text: str) -> list[str]:
     return out
 
 
-def instruction_rows(base: list[Row], rng: random.Random) -> list[Row]:
-    """Agent tasks as an agent reads them in tool results and documents.
+def instruction_rows(base: list[Row], docs: list[Row], rng: random.Random) -> list[Row]:
+    """Agent tasks as an agent reads them in tool results and documents (``docs``: the benign ones).
 
     Bare, as the whole text, any task is an instruction to the agent planted in data: unsafe, whatever it asks.
     Inside a message from one person to another, a task is a request between people: benign unless it is an
     attacker's goal. Short benign snippets of documents keep "short" from meaning "instruction".
     """
     tasks = [r for r in base if r.surface == "user_input" and r.source.startswith("written:agent_")]
-    docs = [r for r in base if r.label == 0 and r.surface in ("retrieved_document", "tool_result")]
 
     def injected(r: Row) -> tuple[str, ...]:
         return tuple(sorted({"prompt_injection", *(r.policies or ())}))
@@ -341,11 +340,12 @@ def instruction_rows(base: list[Row], rng: random.Random) -> list[Row]:
     return out
 
 
-def generated_rows(base: list[Row], rng: random.Random, windowed: bool = False) -> list[Row]:
+def generated_rows(base: list[Row], rng: random.Random, windowed: bool = False,
+                   instructions: bool = False) -> list[Row]:
     """Tool calls carrying prompts as arguments; agentic instructions hidden in benign documents.
 
     ``windowed`` (see ``hide``) adds excerpts of benign documents, so a window that starts mid-document is not
-    itself a sign of an attack.
+    itself a sign of an attack. ``instructions`` adds ``instruction_rows``.
     """
     out = []
     prompts = [r for r in base if r.surface == "user_input" and r.source.startswith(("constitution", "written"))]
@@ -373,6 +373,8 @@ def generated_rows(base: list[Row], rng: random.Random, windowed: bool = False) 
         for doc in rng.choices(docs, k=3000):
             out.append(Row(excerpt(doc.text, texts, rng), 0, doc.surface, doc.lang, f"generated:{doc.source}",
                            doc.license))
+    if instructions:
+        out += instruction_rows(base, docs, rng)
     return out
 
 
@@ -391,9 +393,7 @@ def build(train_dir: Path, seed: int = 0, holdout: float = 0.1, extra: tuple[Pat
     if mirrored:
         other = {"retrieved_document": "tool_result", "tool_result": "retrieved_document"}
         base += [replace(r, surface=other[r.surface]) for r in base if r.label == 0 and r.surface in other]
-    rows = base + generated_rows(base, rng, windowed)
-    if instructions:
-        rows += instruction_rows(base, rng)
+    rows = base + generated_rows(base, rng, windowed, instructions)
     seen: set[tuple[str, str]] = set()
     unique = []
     for r in rows:
