@@ -113,7 +113,7 @@ def test_prediction_uses_intended_action():
 
 def test_surface_for():
     assert runner.surface_for({"kind": "prompt"}, None) is Surface.USER_INPUT
-    assert runner.surface_for({"kind": "injection"}, None) is Surface.USER_INPUT
+    assert runner.surface_for({"kind": "injection"}, None) is Surface.TOOL_RESULT
     assert runner.surface_for({"kind": "document"}, None) is Surface.RETRIEVED_DOCUMENT
     assert runner.surface_for({"kind": "tool_call"}, None) is Surface.TOOL_CALL
     assert runner.surface_for({}, None) is Surface.USER_INPUT
@@ -245,7 +245,7 @@ def test_end_to_end(tiny, tmp_path, capsys):
 
     assert m["file"] == "mixed.jsonl" and m["path"] == str(mixed)
     assert m["surface"] == "user_input"
-    assert m["surfaces"] == {"user_input": 6, "retrieved_document": 1, "tool_call": 1}
+    assert m["surfaces"] == {"user_input": 5, "tool_result": 1, "retrieved_document": 1, "tool_call": 1}
     assert m["threshold"] == 0.5
     assert (m["n"], m["tp"], m["fp"], m["tn"], m["fn"]) == (8, 3, 1, 3, 1)
     assert {k: m[k] for k in ("precision", "recall", "f1", "fpr", "fnr")} == {

@@ -157,26 +157,21 @@ def test_mirrored_documents_read_the_same_benign_documents_on_both_surfaces(tmp_
     assert {r.key for r in mirrored if r.label} >= written_unsafe
 
 
-def test_bare_instructions_make_any_planted_task_unsafe_and_keep_messages_and_snippets_as_labelled(tmp_path):
-    assert dataset.snippets('{\n  "title": "Weekly team sync to discuss roadblocks.",\n  "id": 7\n}') == [
-        "Weekly team sync to discuss roadblocks."]
-    assert dataset.snippets("Great hotel. The cafe served delicious coffee!\nOK") == [
-        "The cafe served delicious coffee!"]  # too short: "Great hotel." and "OK"
+def test_bare_instructions_make_any_planted_task_unsafe_and_keep_messages_as_labelled(tmp_path):
     shared = shared_train(tmp_path)
     plain = built(shared)
     rows = built(shared, "--bare-instructions")
     tasks = {r.text: r.label for r in plain if r.source.startswith("written:agent_")}
     read = ("retrieved_document", "tool_result")
     bare = [r for r in rows if r.surface in read and r.text in tasks]
-    assert len(bare) > 900 and all(r.label == 1 and "prompt_injection" in r.policies for r in bare)
+    assert len(bare) > 1300 and all(r.label == 1 and "prompt_injection" in r.policies for r in bare)
     assert any(tasks[r.text] == 0 for r in bare)  # benign tasks too: planted in data, they are injections
     messages = [r for r in rows if r.surface == "tool_result" and r.source.startswith("generated:written:agent_")
                 and r.text not in tasks]
     assert {r.label for r in messages} == {0, 1}
     for r in messages:
         assert r.label == tasks[next(t for t in tasks if t in r.text)]
-    assert sum(r.label == 0 and r.surface in read and r.source.startswith("generated") and len(r.text) <= 200
-               for r in rows) > 1000
+    assert {r.key for r in plain} <= {r.key for r in rows}  # only added: the runs a soup averages share the rest
 
 
 def test_written_categories_named_after_a_policy_need_no_mapping():

@@ -95,7 +95,7 @@ def main() -> int:
     docs_rd = scores(guard, d / "agentdojo_documents.jsonl", Surface.RETRIEVED_DOCUMENT, None, None)
     docs_tr = scores(guard, d / "agentdojo_documents.jsonl", Surface.TOOL_RESULT, None, None)
     calls = scores(guard, d / "agentdojo_toolcalls.jsonl", Surface.TOOL_CALL, None, None)
-    tasks = scores(guard, d / "agentdojo_tasks.jsonl", Surface.USER_INPUT, None, None)
+    tasks = scores(guard, d / "agentdojo_tasks.jsonl", None, None, None)  # tasks as user input, injections as tool results
 
     langs, langs_tr = by_language(rtplx), by_language(rtplx_tr)
     # Best F1 on the gray-zone set within the everyday false-positive targets; its own benign
@@ -120,7 +120,7 @@ def main() -> int:
                           "tool_result": max(fpr(rows, t["tool_result"]) for rows in langs_tr)},
         "agentdojo_documents_fpr": {"retrieved_document": fpr(docs_rd, t["retrieved_document"]),
                                     "tool_result": fpr(docs_tr, t["tool_result"])},
-        "agentdojo_tasks": {"recall": recall(tasks, t["user_input"]), "fpr": fpr(tasks, t["user_input"])},
+        "agentdojo_tasks": {"recall": recall(tasks, t["tool_result"]), "fpr": fpr(tasks, t["user_input"])},
         "agentdojo_toolcalls": {"recall": recall(calls, t["tool_call"]), "fpr": fpr(calls, t["tool_call"])},
     }
     print(json.dumps(report, indent=1))

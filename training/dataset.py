@@ -298,26 +298,14 @@ MESSAGES = (
     "{x}\n\n-- {sender}", "Hey {to}, {x} Cheers, {sender}",
 )
 PEOPLE = ("Anna", "Bob", "Priya", "Jonas", "Mei", "Carlos", "Fatima", "Luca", "Sofia", "Ken")
-_SENTENCE_END = re.compile(r"(?<=[.!?\u3002\uff01\uff1f])\s+|\n+")
-_JSON_FIELD = re.compile(r'^\s*"[^"]*"\s*:\s*"?|"?\s*,?\s*$')
 
 
-def snippets(text: str) -> list[str]:
-    """The sentences and field values of a document: the short texts a tool returns (a review, an event title)."""
-    out = []
-    for part in _SENTENCE_END.split(text):
-        part = _JSON_FIELD.sub("", part).strip(" {}[]")
-        if 15 <= len(part) <= 200 and (len(part.split()) >= 3 or not part.isascii()):
-            out.append(part)
-    return out
-
-
-def instruction_rows(base: list[Row], docs: list[Row], rng: random.Random) -> list[Row]:
-    """Agent tasks as an agent reads them in tool results and documents (``docs``: the benign ones).
+def instruction_rows(base: list[Row], rng: random.Random) -> list[Row]:
+    """Agent tasks as an agent reads them in tool results and documents.
 
     Bare, as the whole text, any task is an instruction to the agent planted in data: unsafe, whatever it asks.
     Inside a message from one person to another, a task is a request between people: benign unless it is an
-    attacker's goal. Short benign snippets of documents keep "short" from meaning "instruction".
+    attacker's goal.
     """
     tasks = [r for r in base if r.surface == "user_input" and r.source.startswith("written:agent_")]
 
@@ -325,11 +313,7 @@ def instruction_rows(base: list[Row], docs: list[Row], rng: random.Random) -> li
         return tuple(sorted({"prompt_injection", *(r.policies or ())}))
 
     out = []
-    for doc in rng.sample(docs, min(2000, len(docs))):
-        found = snippets(doc.text)
-        for text in rng.sample(found, min(2, len(found))):
-            out.append(Row(text, 0, doc.surface, doc.lang, f"generated:{doc.source}", doc.license))
-    for r in rng.sample(tasks, min(1000, len(tasks))):
+    for r in rng.sample(tasks, min(1500, len(tasks))):
         out.append(Row(r.text, 1, rng.choice(["retrieved_document", "tool_result"]), r.lang, f"generated:{r.source}",
                        r.license, injected(r)))
     for r in rng.sample(tasks, min(800, len(tasks))):
@@ -374,7 +358,7 @@ def generated_rows(base: list[Row], rng: random.Random, windowed: bool = False,
             out.append(Row(excerpt(doc.text, texts, rng), 0, doc.surface, doc.lang, f"generated:{doc.source}",
                            doc.license))
     if instructions:
-        out += instruction_rows(base, docs, rng)
+        out += instruction_rows(base, rng)
     return out
 
 

@@ -19,7 +19,9 @@ from .metrics import Scored
 
 KIND_SURFACES = {
     "prompt": Surface.USER_INPUT,
-    "injection": Surface.USER_INPUT,
+    # An injection is text planted in what the agent reads, not the user's own request (which the
+    # constitution allows to ask for the same actions): it is read where it arrives.
+    "injection": Surface.TOOL_RESULT,
     "document": Surface.RETRIEVED_DOCUMENT,
     "tool_call": Surface.TOOL_CALL,
 }
