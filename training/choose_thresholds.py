@@ -102,7 +102,10 @@ def main() -> int:
     # half's FPR target too when any threshold meets it.
     everyday = [t for t in GRID if fpr(ok, t) <= 0.08 and fpr(alpaca, t) <= 0.02]
     feasible = [t for t in everyday if fpr(jbb, t) <= 0.15] or everyday
-    user = max(feasible, key=lambda t: (f1(jbb, t), -t)) if feasible else lowest([(ok, 0.08), (alpaca, 0.02)])
+    # Within 0.005 of the best F1, the highest threshold: fewer false positives for the same F1.
+    best = max((f1(jbb, t) for t in feasible), default=None)
+    user = (max(t for t in feasible if f1(jbb, t) >= best - 0.005) if feasible
+            else lowest([(ok, 0.08), (alpaca, 0.02)]))
     thresholds = {
         Surface.USER_INPUT.value: user,
         Surface.MODEL_OUTPUT.value: user,

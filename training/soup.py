@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         # Each run's calibration, averaged: the soup's logits sit between the two runs' logits.
         "temperature": {k: (1 - w) * ma["temperature"][k] + w * mb["temperature"][k] for k in ma["temperature"]},
         "thresholds": {},
-        "soup": {"weight": w, "runs": [{k: m[k] for k in ("holdout", "training", "trained_at")} for m in (ma, mb)]},
+        "soup": {"weight": w, "runs": [{k: m[k] for k in ("holdout", "training", "trained_at", "soup") if k in m}
+                                       for m in (ma, mb)]},
     }
     manifest = {
         "soup": [{"weight": 1 - w, **fa}, {"weight": w, **fb}],
