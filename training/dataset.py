@@ -417,8 +417,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "training/data/candidates/README.md)")
     ap.add_argument("--bare-instructions", action="store_true",
                     help="add agent tasks as whole tool results and documents (unsafe: an instruction planted in "
-                         "data), inside messages between people (labelled as the task), and short benign snippets "
-                         "of documents (measured, not in the shipped recipe: see training/data/candidates/README.md)")
+                         "data) and inside messages between people (labelled as the task); the second run of the "
+                         "shipped soup (training/reproduce.sh)")
 
 
 def from_arguments(args: argparse.Namespace, seed: int = 0) -> list[Row]:

