@@ -68,9 +68,14 @@ def test_only_runs_of_one_model_are_averaged(tmp_path):
     meta = json.loads((b / "builtin.json").read_text())
     meta["layers"] -= 1
     (b / "builtin.json").write_text(json.dumps(meta))
+
+    def run(other, weight="0.5"):
+        return soup.main([str(builtin.WEIGHTS_DIR), str(other), "--weight", weight, "--out", str(tmp_path / "o")])
+
     with pytest.raises(SystemExit, match="'layers'"):
-        soup.main([str(builtin.WEIGHTS_DIR), str(b), "--weight", "0.5", "--out", str(tmp_path / "o")])
+        run(b)
     with pytest.raises(SystemExit, match="not a training run's output"):
-        soup.main([str(builtin.WEIGHTS_DIR), str(tmp_path / "missing"), "--weight", "0.5", "--out", str(tmp_path / "o")])
+        run(tmp_path / "missing")
     with pytest.raises(SystemExit):
-        soup.main([str(builtin.WEIGHTS_DIR), str(b), "--weight", "1.5", "--out", str(tmp_path / "o")])
+        run(b, "1.5")
+    assert not (tmp_path / "o").exists()  # nothing half-written

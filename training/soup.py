@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from haloguard_agents.errors import ModelLoadError  # noqa: E402
 from haloguard_agents.models import builtin, lexical  # noqa: E402
 
 # Settings two runs must share to be averaged: the same model shape, read the same way.
@@ -34,9 +35,10 @@ def _read(run: Path) -> tuple[dict, dict, dict[str, torch.Tensor], lexical.Lexic
         meta = json.loads((run / "builtin.json").read_text())
         manifest = json.loads((run / "MANIFEST.json").read_text())
         tensors = {k: v.float() for k, v in load_file(run / "adapter.safetensors").items()}
-    except (OSError, ValueError) as e:
+        head = lexical.LexicalHead.load(run / lexical.FILE)
+    except (OSError, ValueError, ModelLoadError) as e:
         raise SystemExit(f"{run}: not a training run's output ({e}); pass train_builtin.py --out directories")
-    return meta, manifest, tensors, lexical.LexicalHead.load(run / lexical.FILE)
+    return meta, manifest, tensors, head
 
 
 def _check(a: dict, b: dict) -> None:
@@ -52,8 +54,8 @@ def _check(a: dict, b: dict) -> None:
 
 def average(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], w: float, scales: tuple[float, float]
             ) -> dict[str, torch.Tensor]:
-    """``B @ A`` of the result is ``(1 - w) * sa * B_a @ A_a + w * sb * B_b @ A_b``, at scale 1 per unit of rank
-    ratio: A rows are weighted, B columns stacked. Every other tensor is averaged."""
+    """The tensors of ``(1 - w) * a + w * b``. LoRA pairs are stacked, each run's A scaled by its share and its
+    own alpha / rank, so that the result's ``B @ A`` (used at scale 1) is the weighted sum of the runs' changes."""
     sa, sb = scales
     out = {}
     for key, ta in a.items():
