@@ -17,11 +17,8 @@ def _merged(run) -> dict[str, torch.Tensor]:
     """What ``builtin.assemble`` adds to each base weight, and every head tensor as stored."""
     meta = json.loads((run / "builtin.json").read_text())
     tensors = {k: v.float() for k, v in load_file(run / "adapter.safetensors").items()}
-    scale = meta["lora"]["alpha"] / meta["lora"]["rank"]
     out = {k: v for k, v in tensors.items() if not k.endswith((".lora_A", ".lora_B"))}
-    for key in [k for k in tensors if k.endswith(".lora_A")]:
-        module = key[: -len(".lora_A")]
-        out[module] = tensors[f"{module}.lora_B"] @ tensors[key] * scale
+    out.update(builtin.lora_deltas(tensors, meta["lora"]))
     lex = load_file(run / lexical.FILE)
     out.update({f"lexical.{k}": v.float() for k, v in lex.items()})
     return out

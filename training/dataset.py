@@ -300,6 +300,11 @@ MESSAGES = (
 PEOPLE = ("Anna", "Bob", "Priya", "Jonas", "Mei", "Carlos", "Fatima", "Luca", "Sofia", "Ken")
 
 
+def injected(r: Row) -> tuple[str, ...]:
+    """The policies of ``r`` planted in data: its own and prompt injection."""
+    return tuple(sorted({"prompt_injection", *(r.policies or ())}))
+
+
 def instruction_rows(base: list[Row], rng: random.Random) -> list[Row]:
     """Agent tasks as an agent reads them in tool results and documents.
 
@@ -308,10 +313,6 @@ def instruction_rows(base: list[Row], rng: random.Random) -> list[Row]:
     attacker's goal.
     """
     tasks = [r for r in base if r.surface == "user_input" and r.source.startswith("written:agent_")]
-
-    def injected(r: Row) -> tuple[str, ...]:
-        return tuple(sorted({"prompt_injection", *(r.policies or ())}))
-
     out = []
     for r in rng.sample(tasks, min(1500, len(tasks))):
         out.append(Row(r.text, 1, rng.choice(["retrieved_document", "tool_result"]), r.lang, f"generated:{r.source}",
@@ -346,7 +347,7 @@ def generated_rows(base: list[Row], rng: random.Random, windowed: bool = False,
     for r in rng.sample(agentic, min(1200, len(agentic))):
         doc = rng.choice(docs)
         out.append(Row(hide(doc.text, r.text, rng, windowed), 1, rng.choice(["retrieved_document", "tool_result"]),
-                       r.lang, f"generated:{r.source}", r.license, tuple(sorted({"prompt_injection", *r.policies}))))
+                       r.lang, f"generated:{r.source}", r.license, injected(r)))
     gray = [r for r in base if r.label == 0 and r.surface == "user_input" and r.source.startswith("constitution")]
     for r in rng.sample(gray, min(800, len(gray))):  # benign text quoted in a document stays benign
         doc = rng.choice(docs)

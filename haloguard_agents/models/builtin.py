@@ -69,6 +69,13 @@ def _revision() -> str:
     return h.hexdigest()[:12]
 
 
+def lora_deltas(tensors: dict[str, Any], lora: dict[str, Any]) -> dict[str, Any]:
+    """What each adapted module's weight gains: ``B @ A * alpha / rank``, by module name."""
+    scale = lora["alpha"] / lora["rank"]
+    modules = [key[: -len(".lora_A")] for key in tensors if key.endswith(".lora_A")]
+    return {m: tensors[f"{m}.lora_B"] @ tensors[f"{m}.lora_A"] * scale for m in modules}
+
+
 def assemble(target: Path) -> Path:
     """Merge the base encoder and the shipped adapter into a checkpoint directory."""
     import torch
@@ -88,13 +95,9 @@ def assemble(target: Path) -> Path:
         id2label=dict(enumerate(labels)), label2id={lbl: i for i, lbl in enumerate(labels)},
     )
     tensors = {k: v.float() for k, v in load_file(WEIGHTS_DIR / "adapter.safetensors").items()}
-    lora = meta["lora"]
-    scale = lora["alpha"] / lora["rank"]
     state = model.state_dict()
     with torch.no_grad():
-        for key in [k for k in tensors if k.endswith(".lora_A")]:
-            module = key[: -len(".lora_A")]
-            delta = tensors[f"{module}.lora_B"] @ tensors[key] * scale
+        for module, delta in lora_deltas(tensors, meta["lora"]).items():
             state[f"{module}.weight"] += delta
         for key, value in tensors.items():
             if not key.endswith((".lora_A", ".lora_B")):
